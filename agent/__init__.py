@@ -1,0 +1,1 @@
+"""The solver: model backends, the sample-verify-refine loop, voting, runs."""

@@ -1,0 +1,133 @@
+"""Model backends: one async interface over in-process and served models.
+
+``make_backend(ModelConfig(...))`` builds the backend a run config names. Backends are
+imported lazily so that importing this package pulls in neither torch nor vLLM.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from agent.backends.base import Backend, BackendError, Completion, Message, SamplingParams
+from agent.backends.embedded import DEFAULT_MODEL, resolve_embedded_model
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "Backend",
+    "BackendError",
+    "Completion",
+    "Message",
+    "ModelConfig",
+    "SamplingParams",
+    "make_backend",
+    "resolve_embedded_model",
+]
+
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+class ModelConfig(BaseModel):
+    """Which model answers the prompts, and how to reach it (the ``[model]`` table of a run config)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["transformers", "openai", "vllm", "replay"] = Field(
+        "transformers",
+        description="transformers: in-process Hugging Face model; openai: an OpenAI-compatible server "
+        "(vllm serve, SGLang, llama.cpp, transformers serve); vllm: in-process vLLM; replay: recorded completions.",
+    )
+    model: str = Field(
+        DEFAULT_MODEL,
+        description="'smollm2' (the embedded SmolLM2-135M-Instruct), a local model folder, or a model id; "
+        "for 'openai' the name the server serves.",
+    )
+    device: str = Field("auto", description="transformers: 'auto' (cuda when available), 'cpu', 'cuda', 'cuda:N' or 'mps'.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="transformers/vllm weights dtype; 'auto' is bfloat16 on GPU and float32 on CPU."
+    )
+    base_url: Optional[str] = Field(
+        None, description="openai: API root, e.g. 'http://127.0.0.1:8000/v1' ('/v1' is added to a bare host:port)."
+    )
+    endpoint: Literal["chat", "completions"] = Field(
+        "chat", description="openai: '/v1/chat/completions' (server applies the chat template) or '/v1/completions'."
+    )
+    api_key_env: Optional[str] = Field(
+        None, description="openai: name of the environment variable holding the API key (the key itself is never stored)."
+    )
+    concurrency: int = Field(16, ge=1, description="openai: most HTTP requests in flight at once.")
+    request_timeout_s: float = Field(600.0, gt=0, description="openai: timeout of one HTTP request, seconds.")
+    max_retries: int = Field(4, ge=0, description="openai: retries on 5xx, 429, timeouts and dropped connections.")
+    tokenizer: Optional[str] = Field(
+        None,
+        description="openai: local tokenizer folder for counting tokens and rendering plain-completion prompts; "
+        "'smollm2' for the embedded model's.",
+    )
+    tensor_parallel_size: int = Field(1, ge=1, description="vllm: GPUs to shard the model over.")
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="vllm: fraction of GPU memory vLLM may take.")
+    max_model_len: Optional[int] = Field(None, ge=1, description="vllm: context length cap (None: the model's own).")
+    enable_prefix_caching: bool = Field(True, description="vllm: reuse the KV cache of shared prompt prefixes.")
+    replay_dir: Optional[Path] = Field(None, description="replay: run directory whose recorded completions are served.")
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        if not _DEVICE.match(value):
+            raise ValueError(f"device must be 'auto', 'cpu', 'mps', 'cuda' or 'cuda:N', not {value!r}")
+        return value
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _check_env_name(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise ValueError(f"api_key_env must be the NAME of an environment variable (letters, digits, _), not {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_backend_fields(self) -> "ModelConfig":
+        if self.backend == "openai" and not self.base_url:
+            raise ValueError("base_url is required when backend = 'openai' (e.g. 'http://127.0.0.1:8000/v1')")
+        if self.backend == "replay" and self.replay_dir is None:
+            raise ValueError("replay_dir is required when backend = 'replay' (the run directory to replay)")
+        return self
+
+
+def make_backend(cfg: ModelConfig) -> Backend:
+    """The backend ``cfg`` describes; not started (call ``await backend.start()``)."""
+    if cfg.backend == "transformers":
+        from agent.backends.hf_local import TransformersBackend
+
+        return TransformersBackend(cfg.model, device=cfg.device, dtype=cfg.dtype)
+    if cfg.backend == "openai":
+        from agent.backends.openai_server import OpenAIBackend
+
+        assert cfg.base_url is not None  # checked by the validator
+        return OpenAIBackend(
+            cfg.model,
+            base_url=cfg.base_url,
+            endpoint=cfg.endpoint,
+            api_key_env=cfg.api_key_env,
+            concurrency=cfg.concurrency,
+            request_timeout_s=cfg.request_timeout_s,
+            max_retries=cfg.max_retries,
+            tokenizer=cfg.tokenizer,
+        )
+    if cfg.backend == "vllm":
+        from agent.backends.vllm_inprocess import VLLMBackend
+
+        return VLLMBackend(
+            cfg.model,
+            dtype=cfg.dtype,
+            tensor_parallel_size=cfg.tensor_parallel_size,
+            gpu_memory_utilization=cfg.gpu_memory_utilization,
+            max_model_len=cfg.max_model_len,
+            enable_prefix_caching=cfg.enable_prefix_caching,
+        )
+    if cfg.backend == "replay":
+        from agent.backends.replay import ReplayBackend
+
+        return ReplayBackend(cfg.replay_dir)
+    raise BackendError(f"unknown backend {cfg.backend!r}")  # unreachable: the Literal is validated

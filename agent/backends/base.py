@@ -1,0 +1,68 @@
+"""One async interface over every way of getting completions from a model."""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, Field
+
+
+class Message(BaseModel):
+    """One chat message."""
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class SamplingParams(BaseModel):
+    """Sampling settings of one request. Every field is recorded in the trace."""
+
+    n: int = Field(1, ge=1, description="Completions to return for this prompt (the prompt is processed once where the backend allows).")
+    temperature: float = Field(1.0, ge=0.0, description="Softmax temperature; 0 is greedy.")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
+    top_k: int | None = Field(None, ge=1, description="Keep only the k most likely tokens (vLLM extra on servers).")
+    min_p: float | None = Field(None, ge=0.0, le=1.0, description="Drop tokens below min_p x the top probability (vLLM extra).")
+    max_tokens: int = Field(1024, ge=1, description="Hard cap on generated tokens per completion; always sent.")
+    seed: int | None = Field(None, description="Per-request seed, derived from (run seed, task, round, request).")
+    stop: list[str] = Field(default_factory=list, description="Stop strings.")
+
+
+class Completion(BaseModel):
+    """One sampled completion and what it cost."""
+
+    text: str
+    prompt_tokens: int = Field(description="Tokens in the prompt as the model saw it.")
+    completion_tokens: int = Field(description="Tokens generated.")
+    finish_reason: str = Field(description="'stop', 'length', ... as the backend reports it.")
+    latency_s: float = Field(description="Wall time of the request that produced this completion.")
+
+
+class BackendError(RuntimeError):
+    """A backend cannot serve: model will not load, server unreachable, model not served."""
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What the agent needs from a model.
+
+    ``request_id`` identifies a request uniquely within a run, e.g.
+    ``"<task>/r<round>/q<index>"``; the replay backend serves recorded completions by it.
+    """
+
+    name: str
+    model_id: str
+
+    async def start(self) -> None:
+        """Load the model or check the server; raise :class:`BackendError` with a clear message."""
+
+    async def generate(self, messages: list[Message], params: SamplingParams, request_id: str) -> list[Completion]:
+        """Return exactly ``params.n`` completions for one chat prompt."""
+
+    def count_tokens(self, messages: list[Message]) -> int:
+        """Prompt size in the model's own tokens (chat template applied)."""
+
+    def provenance(self) -> dict:
+        """Model id, revision or weights hash, backend versions: recorded with the run."""
+
+    async def close(self) -> None:
+        """Release the model or connections."""

@@ -1,0 +1,3 @@
+from arcsynth.cli import main
+
+main()
