@@ -13,7 +13,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Annotated, Any, Iterator, Literal, Union
+from typing import Annotated, Any, Iterable, Iterator, Literal, Union
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
@@ -130,6 +130,12 @@ class TaskResult(_Event):
     stop_reason: str
 
 
+class TokenCount(_Event):
+    event: Literal["token_count"] = "token_count"
+    key: str = Field(description="SHA-256 of the prompt messages (agent.backends.replay.messages_digest).")
+    tokens: int = Field(description="What the backend's count_tokens answered.")
+
+
 class RunEnd(_Event):
     event: Literal["run_end"] = "run_end"
     summary: dict[str, Any]
@@ -138,7 +144,7 @@ class RunEnd(_Event):
 Event = Annotated[
     Union[
         RunStart, TaskStart, PromptEvent, CompletionEvent, ProgramEvent, VerdictEvent,
-        VoteEvent, AttemptsEvent, TaskSkipped, TaskError, TaskResult, RunEnd,
+        VoteEvent, AttemptsEvent, TaskSkipped, TaskError, TaskResult, RunEnd, TokenCount,
     ],
     Field(discriminator="event"),
 ]
@@ -146,17 +152,20 @@ _EVENT = TypeAdapter(Event)
 
 
 class TraceWriter:
-    """Appends events to a JSONL file, flushing each line to the OS as it is written.
+    """Appends events to a JSONL file, one ``write`` call per event.
 
-    Opened in append mode so a resumed run continues the same file. Flushing (not
-    fsync) is what survives ``kill -9``: the data is in the kernel's page cache.
+    Opened with ``O_APPEND`` so a resumed run continues the same file. Each event goes
+    to the kernel as it is written (no Python buffer), which is what survives
+    ``kill -9``; ``fsync=True`` also survives a power cut. A failed write (disk full)
+    is cut back to the last whole line before the error is raised, so the file never
+    holds half an event written by this process.
     """
 
     def __init__(self, path: Path, *, fsync: bool = False):
         self.path = Path(path)
         self._fsync = fsync
         self._repair_torn_tail()
-        self._f = open(self.path, "a", encoding="utf-8")
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def _repair_torn_tail(self) -> None:
         # A line torn by a kill would glue itself to the next event; end it first.
@@ -167,18 +176,37 @@ class TraceWriter:
                     f.write(b"\n")
 
     def write(self, event: _Event) -> None:
-        self._f.write(event.model_dump_json() + "\n")
-        self._f.flush()
-        if self._fsync:
-            os.fsync(self._f.fileno())
+        data = (event.model_dump_json() + "\n").encode("utf-8")
+        size = os.fstat(self._fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                n = os.write(self._fd, view)
+                view = view[n:]
+            if self._fsync:
+                os.fsync(self._fd)
+        except OSError:
+            try:
+                os.ftruncate(self._fd, size)
+            except OSError:
+                pass  # the reader skips a torn last line anyway
+            raise
 
     def close(self) -> None:
-        self._f.close()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> "TraceWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def read_trace(path: Path) -> Iterator[Any]:
     """Yield events in order; skip a torn or unparsable line (a kill mid-write)."""
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8", errors="replace") as f:
         for line in f:
             line = line.strip()
             if not line:
@@ -187,3 +215,22 @@ def read_trace(path: Path) -> Iterator[Any]:
                 yield _EVENT.validate_python(json.loads(line))
             except (json.JSONDecodeError, ValidationError):
                 continue
+
+
+def last_attempts(events: Iterable[Any]) -> dict[str, list[Any]]:
+    """Each task's events from its LAST attempt, in order.
+
+    A resumed run redoes the tasks that had no result, so the trace can hold several
+    attempts of one task, each starting with a :class:`TaskStart`. Readers must use the
+    last one: earlier attempts are what a killed process left behind. Events that carry
+    no task id (RunStart, RunEnd) are not included.
+    """
+    by_task: dict[str, list[Any]] = {}
+    for ev in events:
+        tid = getattr(ev, "task_id", None)
+        if tid is None:
+            continue
+        if isinstance(ev, TaskStart) or tid not in by_task:
+            by_task[tid] = []
+        by_task[tid].append(ev)
+    return by_task

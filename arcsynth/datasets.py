@@ -141,7 +141,7 @@ def _load_builtin(spec: str, lenient: bool) -> Dataset:
     entries = data.get(split)
     if not isinstance(entries, dict):
         raise DatasetError(f"{source} has no '{split}' section")
-    return _build(spec, entries, source=f"{source} [{split}]", lenient=lenient)
+    return _build(spec, entries, source=f"{source} ({split})", lenient=lenient)
 
 
 def _build(name: str, entries: dict[str, Any], *, source: str, lenient: bool) -> Dataset:
@@ -267,7 +267,7 @@ def load_dataset(spec: str, *, lenient: bool = False, solutions: str | None = No
         if not sol.is_file():
             raise DatasetError(f"solutions file not found: {solutions}")
         _apply_solutions(ds, sol, lenient)
-    if not ds.tasks and not lenient:  # pragma: no cover - every source above raises first
+    if not ds.tasks and not lenient:
         raise DatasetError(f"dataset {spec} holds no tasks")
     return ds
 
@@ -299,14 +299,15 @@ def select_tasks(
     """Pick tasks: by ids and/or an ids file (in the order given, duplicates dropped), else all;
     then a seeded random ``sample`` of that (kept in dataset order); then the first ``limit``.
 
-    Unknown ids raise :class:`UnknownTaskError` naming all of them.
+    An empty ``ids`` counts as not given. Unknown ids raise :class:`UnknownTaskError`
+    naming all of them.
     """
     if limit is not None and limit < 1:
         raise DatasetError(f"limit must be at least 1, got {limit}")
     if sample is not None and sample < 1:
         raise DatasetError(f"sample must be at least 1, got {sample}")
     wanted: list[str] | None = None
-    if ids is not None or ids_file is not None:
+    if ids or ids_file is not None:
         wanted = list(ids or [])
         if ids_file is not None:
             from_file = read_ids_file(ids_file)

@@ -32,6 +32,9 @@ PALETTE = (
 )
 
 
+_INT_TYPES = frozenset((int, np.int64, np.int32, np.uint8, np.int8, np.int16, np.uint16, np.uint32, np.uint64))
+
+
 class GridError(ValueError):
     """A value is not a valid ARC grid; the message says why."""
 
@@ -61,10 +64,12 @@ def parse_grid(value: Any) -> Grid:
                 width = len(row)
             elif len(row) != width:
                 raise GridError(f"grid is not rectangular: row 0 has {width} cells, row {r} has {len(row)}")
-            for c, cell in enumerate(row):
-                # bool is an int subclass; a grid of True/False is not a colour grid.
-                if type(cell) not in (int, np.int64, np.int32, np.uint8, np.int8, np.int16, np.uint16, np.uint32, np.uint64):
-                    raise GridError(f"cell ({r},{c}) is {type(cell).__name__} {cell!r}, not an integer")
+            # Exact type check (bool is an int subclass; True/False is not a colour), done
+            # as a set test first because whole datasets are validated on every load.
+            if not _INT_TYPES.issuperset(map(type, row)):
+                for c, cell in enumerate(row):
+                    if type(cell) not in _INT_TYPES:
+                        raise GridError(f"cell ({r},{c}) is {type(cell).__name__} {cell!r}, not an integer")
         arr = np.array(value, dtype=np.int64)
     h, w = arr.shape
     if not (1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE):

@@ -46,8 +46,14 @@ if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
     pip install -q "torch>=2.4"
   else
     say "no GPU: installing a CPU build of torch"
-    pip install -q --no-index "torch==${ARCSYNTH_CPU_TORCH:-2.13.0}" 2>/dev/null \
-      || pip install -q torch --index-url https://download.pytorch.org/whl/cpu
+    cpu_torch="torch==${ARCSYNTH_CPU_TORCH:-2.13.0}"
+    # A local CPU wheel on pip's find-links path wins (no download); its
+    # dependencies then come from the ordinary index.
+    if pip install -q --no-index --no-deps "$cpu_torch" 2>/dev/null; then
+      pip install -q "$cpu_torch"
+    else
+      pip install -q torch --index-url https://download.pytorch.org/whl/cpu
+    fi
   fi
 fi
 

@@ -8,7 +8,6 @@ that looks complete.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Iterator
 
 from agent.backends.base import BackendError
+from agent.backends.weights import sha256_file, weights_files, weights_sha256
 
 DEFAULT_MODEL = "smollm2"
 EMBEDDED_ALIASES = frozenset({"smollm2", "smollm2-135m-instruct", "SmolLM2-135M-Instruct"})
@@ -73,28 +73,6 @@ def _package_version() -> str:
 def embedded_cache_dir() -> Path:
     """Where the converted folder lives; keyed by package version and conversion version."""
     return cache_root() / "models" / f"smollm2-135m-instruct-{_package_version()}-c{CONVERSION_VERSION}"
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def weights_files(folder: Path) -> list[Path]:
-    """The files that hold a model's weights, in a stable order."""
-    files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.gguf")) or sorted(folder.glob("*.bin"))
-    return files
-
-
-def weights_sha256(files: list[Path]) -> str:
-    """One hash over several weight files: sha256 of 'name:sha256' lines."""
-    if len(files) == 1:
-        return sha256_file(files[0])
-    lines = "".join(f"{f.name}:{sha256_file(f)}\n" for f in files)
-    return hashlib.sha256(lines.encode()).hexdigest()
 
 
 def read_manifest(folder: Path) -> dict | None:
@@ -182,6 +160,12 @@ def resolve_embedded_model() -> Path:
                 stale = Path(tempfile.mkdtemp(prefix=f".{target.name}.stale-", dir=root))
                 os.replace(target, stale / "old")
                 shutil.rmtree(stale, ignore_errors=True)
+            # mkdtemp makes the folder private; the cache is meant to be shared like any other.
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o777 & ~umask)
+            for item in tmp.iterdir():
+                os.chmod(item, 0o666 & ~umask)
             os.replace(tmp, target)
         finally:
             if tmp.exists():

@@ -16,9 +16,13 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from arcsynth.cli import bench, verify
+    from arcsynth.cli import bench, replay, score, solve, tasks, verify
 
+    app.add_typer(tasks.app, name="tasks")
     app.command("verify", help=verify.__doc__)(verify.verify)
+    app.command("score", help=score.score.__doc__)(score.score)
+    app.command("solve", help=solve.__doc__)(solve.solve)
+    app.command("replay", help=replay.__doc__)(replay.replay)
     app.add_typer(bench.app, name="bench")
 
 

@@ -1,0 +1,58 @@
+"""Turning chat messages into prompt text and tokens, and trimming completions at stop strings."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from agent.backends.base import Message
+
+# Characters per token of code-heavy English in common BPE vocabularies: only used when no
+# tokenizer is at hand, and flagged as an estimate wherever it is reported.
+CHARS_PER_TOKEN_ESTIMATE = 3.5
+
+
+def as_dicts(messages: list[Message]) -> list[dict[str, str]]:
+    return [{"role": m.role, "content": m.content} for m in messages]
+
+
+def render_with_template(tokenizer: Any, messages: list[Message]) -> str:
+    """Prompt text as the model's own chat template renders it, ready for the assistant turn."""
+    return tokenizer.apply_chat_template(as_dicts(messages), tokenize=False, add_generation_prompt=True)
+
+
+def render_plain(messages: list[Message]) -> str:
+    """A model-neutral prompt for plain completions when no tokenizer (hence no template) is known.
+
+    Each message becomes ``"<Role>: <content>"`` separated by blank lines, and the text ends
+    with ``"Assistant:"`` so the model writes the assistant turn.
+    """
+    parts = [f"{m.role.capitalize()}: {m.content}" for m in messages]
+    parts.append("Assistant:")
+    return "\n\n".join(parts)
+
+
+def estimate_tokens(text: str) -> int:
+    return math.ceil(len(text) / CHARS_PER_TOKEN_ESTIMATE)
+
+
+def trim_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
+    """Cut ``text`` before the earliest stop string (OpenAI semantics: the stop string is not returned)."""
+    cut = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=-1)
+    if cut < 0:
+        return text, False
+    return text[:cut], True
+
+
+def load_tokenizer(path: str) -> Any:
+    """A Hugging Face tokenizer from a local folder ('smollm2' for the embedded model's), offline."""
+    from agent.backends.base import BackendError
+    from agent.backends.embedded import is_embedded_alias, resolve_embedded_model
+
+    folder = str(resolve_embedded_model()) if is_embedded_alias(path) else path
+    try:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    except Exception as exc:  # noqa: BLE001 - reported with the path named
+        raise BackendError(f"tokenizer {path!r} will not load: {exc}") from exc

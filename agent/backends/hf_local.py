@@ -1,0 +1,259 @@
+"""In-process Hugging Face model (CPU or GPU): the embedded SmolLM2 by default."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from agent.backends.base import BackendError, Completion, Message, SamplingParams
+from agent.backends.chat_format import render_with_template, trim_at_stop
+from agent.backends.embedded import (
+    DEFAULT_MODEL,
+    EMBEDDED_MODEL_ID,
+    MANIFEST_NAME,
+    cache_root,
+    invalidate_embedded_cache,
+    is_embedded_alias,
+    read_manifest,
+    resolve_embedded_model,
+)
+from agent.backends.weights import cached_weights_hash
+
+
+def _cpu_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+class TransformersBackend:
+    """A causal LM run in this process with ``transformers``.
+
+    ``generate`` runs the blocking ``model.generate`` in a worker thread, one request at a
+    time, so the event loop stays free to verify programs while the model writes.
+    """
+
+    name = "transformers"
+
+    def __init__(self, model: str = DEFAULT_MODEL, *, device: str = "auto", dtype: str = "auto", threads: int | None = None):
+        self.model_id = model
+        self._device_setting = device
+        self._dtype_setting = dtype
+        self._threads = threads
+        self._path: Path | None = None
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._device: str | None = None
+        self._dtype: Any = None
+        self._weights_sha256: str | None = None
+        # asyncio.Lock binds to one event loop; keep one per loop so a backend can outlive a loop.
+        self._locks: dict[int, asyncio.Lock] = {}
+        self._thread_lock = threading.Lock()
+
+    # -- loading -------------------------------------------------------------------------
+
+    def _resolve_path(self) -> Path | str:
+        if is_embedded_alias(self.model_id):
+            return resolve_embedded_model()
+        local = Path(self.model_id).expanduser()
+        if local.exists():
+            if not (local / "config.json").is_file():
+                raise BackendError(f"model {self.model_id!r}: folder has no config.json, so it is not a Hugging Face model folder")
+            # A local folder must never wait on the hub: offline, from_pretrained fails fast.
+            os.environ["HF_HUB_OFFLINE"] = "1"
+            return local
+        return self.model_id  # a hub id: resolved from the local Hugging Face cache or the hub
+
+    def _pick_device_dtype(self) -> tuple[str, Any]:
+        import torch
+
+        device = self._device_setting
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise BackendError(f"model {self.model_id!r}: device {device!r} requested but CUDA is not available")
+        if self._dtype_setting == "auto":
+            dtype = torch.float32 if device == "cpu" else torch.bfloat16
+        else:
+            dtype = getattr(torch, self._dtype_setting)
+        return device, dtype
+
+    def _load_sync(self) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        device, dtype = self._pick_device_dtype()
+        if device == "cpu":
+            torch.set_num_threads(self._threads or _cpu_cores())
+        path = self._resolve_path()
+        local_only = isinstance(path, Path)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local_only)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=local_only)
+        except Exception as exc:  # noqa: BLE001
+            if is_embedded_alias(self.model_id) and isinstance(path, Path):
+                # A cache damaged after its manifest was written (same sizes, bad bytes): convert again once.
+                invalidate_embedded_cache(path)
+                path = resolve_embedded_model()
+                try:
+                    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+                    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True)
+                except Exception as exc2:  # noqa: BLE001
+                    raise BackendError(f"model {self.model_id!r} will not load from {path}: {exc2}") from exc2
+            else:
+                raise BackendError(f"model {self.model_id!r} will not load: {exc}") from exc
+        if tokenizer.chat_template is None:
+            raise BackendError(f"model {self.model_id!r} has no chat template; use an instruct/chat model")
+        model.to(device)
+        model.eval()
+        self._model, self._tokenizer = model, tokenizer
+        self._device, self._dtype = device, dtype
+        self._path = Path(path) if isinstance(path, Path) else Path(getattr(model.config, "_name_or_path", str(path)))
+        self._weights_sha256 = self._compute_weights_hash()
+
+    def _compute_weights_hash(self) -> str | None:
+        assert self._path is not None
+        manifest = read_manifest(self._path) if (self._path / MANIFEST_NAME).exists() else None
+        if manifest is not None:
+            return manifest["weights_sha256"]
+        if self._path.is_dir():
+            return cached_weights_hash(self._path, cache_root() / "weights-hashes")
+        return None
+
+    async def start(self) -> None:
+        if self._model is None:
+            await asyncio.to_thread(self._load_sync)
+
+    async def close(self) -> None:
+        self._model = None
+        self._tokenizer = None
+
+    # -- generation ----------------------------------------------------------------------
+
+    def _loop_lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        lock = self._locks.get(id(loop))
+        if lock is None:
+            lock = self._locks[id(loop)] = asyncio.Lock()
+        return lock
+
+    async def generate(self, messages: list[Message], params: SamplingParams, request_id: str = "") -> list[Completion]:
+        if self._model is None:
+            raise BackendError(f"model {self.model_id!r}: generate() called before start()")
+        async with self._loop_lock():
+            return await asyncio.to_thread(self._generate_sync, messages, params)
+
+    def _generation_config(self, params: SamplingParams, max_new_tokens: int) -> Any:
+        from transformers import GenerationConfig
+
+        base = self._model.generation_config
+        eos = base.eos_token_id if base.eos_token_id is not None else self._tokenizer.eos_token_id
+        pad = self._tokenizer.pad_token_id
+        if pad is None:
+            pad = eos[0] if isinstance(eos, list) else eos
+        # Built from scratch rather than from the model's generation_config, so no sampling
+        # default of the model (top_k=50, repetition penalty, ...) applies silently.
+        kwargs: dict[str, Any] = dict(
+            max_new_tokens=max_new_tokens,
+            # Greedy decoding gives n identical samples: generate one and copy it.
+            num_return_sequences=params.n if params.temperature > 0 else 1,
+            eos_token_id=eos,
+            pad_token_id=pad,
+            bos_token_id=base.bos_token_id,
+        )
+        if params.temperature > 0:
+            kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k or 0)
+            if params.min_p:
+                kwargs["min_p"] = params.min_p
+        else:
+            kwargs["do_sample"] = False
+        if params.stop:
+            kwargs["stop_strings"] = list(params.stop)
+        return GenerationConfig(**kwargs)
+
+    def _generate_sync(self, messages: list[Message], params: SamplingParams) -> list[Completion]:
+        import torch
+
+        with self._thread_lock:
+            tokenizer, model = self._tokenizer, self._model
+            prompt = render_with_template(tokenizer, messages)
+            enc = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+            prompt_len = int(enc["input_ids"].shape[1])
+            context = getattr(model.config, "max_position_embeddings", None)
+            max_new = params.max_tokens
+            if context is not None:
+                if prompt_len >= context:
+                    raise BackendError(f"model {self.model_id!r}: prompt of {prompt_len} tokens fills its {context}-token context")
+                max_new = min(max_new, context - prompt_len)
+            gen_config = self._generation_config(params, max_new)
+            if params.seed is not None:
+                # Seeds every device's generator; calls are serialised, so a seed fixes the samples.
+                torch.manual_seed(params.seed)
+            started = time.perf_counter()
+            with torch.inference_mode():
+                out = model.generate(
+                    input_ids=enc["input_ids"].to(self._device),
+                    attention_mask=enc["attention_mask"].to(self._device),
+                    generation_config=gen_config,
+                    tokenizer=tokenizer,
+                )
+            latency = time.perf_counter() - started
+            new_tokens = out[:, prompt_len:].tolist()
+            completions = [self._to_completion(row, params, max_new, prompt_len, gen_config, latency) for row in new_tokens]
+            if len(completions) < params.n:  # greedy
+                completions = [completions[0].model_copy() for _ in range(params.n)]
+            return completions
+
+    def _to_completion(self, row: list[int], params: SamplingParams, max_new: int, prompt_len: int, gen_config: Any, latency: float) -> Completion:
+        eos_ids = gen_config.eos_token_id
+        eos_set = set(eos_ids if isinstance(eos_ids, list) else [eos_ids])
+        ended_by_eos = False
+        for i, tok in enumerate(row):
+            if tok in eos_set:
+                row, ended_by_eos = row[: i + 1], True
+                break
+        else:
+            # Rows that stopped early on a stop string are padded up to the longest row.
+            pad = gen_config.pad_token_id
+            while row and row[-1] == pad:
+                row = row[:-1]
+        text = self._tokenizer.decode(row, skip_special_tokens=True)
+        text, hit_stop = trim_at_stop(text, params.stop)
+        if ended_by_eos or hit_stop:
+            reason = "stop"
+        elif len(row) >= max_new:
+            reason = "length"
+        else:
+            reason = "stop"
+        return Completion(text=text, prompt_tokens=prompt_len, completion_tokens=len(row), finish_reason=reason, latency_s=latency)
+
+    # -- accounting ----------------------------------------------------------------------
+
+    def count_tokens(self, messages: list[Message]) -> int:
+        if self._tokenizer is None:
+            from agent.backends.chat_format import load_tokenizer
+
+            self._tokenizer = load_tokenizer(str(self._resolve_path()))
+        prompt = render_with_template(self._tokenizer, messages)
+        return len(self._tokenizer(prompt, add_special_tokens=False)["input_ids"])
+
+    def provenance(self) -> dict:
+        import torch
+        import transformers
+
+        return {
+            "backend": self.name,
+            "model": self.model_id,
+            "model_name": EMBEDDED_MODEL_ID if is_embedded_alias(self.model_id) else self.model_id,
+            "path": str(self._path) if self._path else None,
+            "weights_sha256": self._weights_sha256,
+            "transformers": transformers.__version__,
+            "torch": torch.__version__,
+            "device": self._device,
+            "dtype": str(self._dtype).removeprefix("torch.") if self._dtype is not None else None,
+        }

@@ -1,0 +1,121 @@
+"""Candidates: verified programs of one task, deduplicated by source and by behaviour.
+
+Two programs with the same normalised source are the same program: the second is
+recorded but never run. Two programs that produce the same grids on every train
+and test input *behave* the same: both are kept, but they form one
+:class:`Behaviour`, which is what parent selection and voting work on, so a
+program the model repeats in many spellings neither floods the parents nor
+out-votes the others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from sandbox.verdict import CandidateVerdict, PairVerdict
+
+GridKey = Optional[tuple[tuple[int, ...], ...]]
+"""A produced grid as a hashable value; ``None`` where no valid grid came out."""
+
+
+def grid_key(verdict: PairVerdict) -> GridKey:
+    if verdict.output is None:
+        return None
+    return tuple(tuple(row) for row in verdict.output)
+
+
+@dataclass
+class Candidate:
+    """One program that ran in the sandbox, and its verdict."""
+
+    program_id: str
+    order: tuple[int, int, int]
+    """(round, request index, completion index): a position independent of timing."""
+    source: str
+    program_hash: str
+    verdict: CandidateVerdict
+    parent_ids: tuple[str, ...] = ()
+
+    @property
+    def round(self) -> int:
+        return self.order[0]
+
+    @property
+    def passing(self) -> bool:
+        return self.verdict.all_train_pass
+
+    @property
+    def behaviour_key(self) -> tuple[GridKey, ...]:
+        return tuple(grid_key(v) for v in [*self.verdict.train, *self.verdict.test])
+
+
+@dataclass
+class Behaviour:
+    """Programs with identical outputs on every input; the first one represents them."""
+
+    representative: Candidate
+    program_ids: list[str] = field(default_factory=list)
+    times_refined: int = 0
+    """How often the representative was shown as a parent (REX's N)."""
+
+    @property
+    def passing(self) -> bool:
+        return self.representative.passing
+
+    @property
+    def train_accuracy(self) -> float:
+        return self.representative.verdict.train_accuracy
+
+    def test_output(self, index: int) -> GridKey:
+        tests = self.representative.verdict.test
+        return grid_key(tests[index]) if index < len(tests) else None
+
+
+class CandidatePool:
+    """Every program of one task, keyed for both kinds of deduplication."""
+
+    def __init__(self) -> None:
+        self._by_hash: dict[str, str] = {}
+        self._by_behaviour: dict[tuple[GridKey, ...], Behaviour] = {}
+        self.candidates: list[Candidate] = []
+        self.passing_programs = 0
+
+    def source_duplicate_of(self, program_hash: str) -> str | None:
+        return self._by_hash.get(program_hash)
+
+    def claim(self, program_hash: str, program_id: str) -> str | None:
+        """Register a program before it runs; return the program it duplicates, if any.
+
+        Claimed before verification so that two identical programs verified at
+        the same moment are still run once.
+        """
+        first = self._by_hash.setdefault(program_hash, program_id)
+        return None if first == program_id else first
+
+    def add(self, candidate: Candidate) -> str | None:
+        """Add a verified program; return the program whose behaviour it repeats, if any."""
+        self.candidates.append(candidate)
+        if candidate.passing:
+            self.passing_programs += 1
+        key = candidate.behaviour_key
+        behaviour = self._by_behaviour.get(key)
+        if behaviour is None:
+            self._by_behaviour[key] = Behaviour(candidate, [candidate.program_id])
+            return None
+        behaviour.program_ids.append(candidate.program_id)
+        earlier = behaviour.representative
+        if candidate.order < earlier.order:
+            # Verification finishes in whatever order the sandbox pool gets to it; the
+            # representative must not depend on that, or parent choice would not replay.
+            behaviour.representative = candidate
+        return earlier.program_id
+
+    @property
+    def behaviours(self) -> list[Behaviour]:
+        """Every distinct behaviour, in program order (not arrival order)."""
+        return sorted(self._by_behaviour.values(), key=lambda b: b.representative.order)
+
+    def refinable(self) -> list[Behaviour]:
+        """Behaviours worth refining: not yet passing (a passing program needs no feedback)."""
+        return [b for b in self.behaviours if not b.passing]

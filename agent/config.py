@@ -1,0 +1,362 @@
+"""Run configuration: one TOML file, typed and validated, plus ``key.path=value`` overrides.
+
+A run is fully described by its :class:`RunConfig`; the resolved config is written
+into the run directory, so a run can be resumed or replayed from that file alone.
+:func:`config_hash` fingerprints the fields that change results (see
+:data:`HASH_EXCLUDED` for the ones that do not).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from agent.backends import ModelConfig
+from sandbox import SandboxConfig
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+__all__ = [
+    "BudgetConfig",
+    "ConfigError",
+    "DataConfig",
+    "HASH_EXCLUDED",
+    "PromptConfig",
+    "RunConfig",
+    "SamplingConfig",
+    "config_hash",
+    "config_to_toml",
+    "load_config",
+    "parse_config",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Strict):
+    """Which tasks the run solves."""
+
+    dataset: str = Field("arc1:eval", description="Dataset spec: 'arc1:eval', 'arc2:eval', ..., a task directory, a task file or a Kaggle *_challenges.json.")
+    tasks: Optional[list[str]] = Field(None, description="Task ids to solve, in this order; all tasks of the dataset when unset.")
+    tasks_file: Optional[str] = Field(None, description="A text file of task ids, one per line ('#' starts a comment); added to `tasks`.")
+    limit: Optional[int] = Field(None, ge=1, description="Keep only the first `limit` selected tasks.")
+    sample: Optional[int] = Field(None, ge=1, description="Seeded random sample of this many tasks (seed = run seed), kept in dataset order.")
+    lenient: bool = Field(False, description="Skip malformed tasks (listed at start) instead of refusing the dataset.")
+
+
+class SamplingConfig(_Strict):
+    """How completions are sampled. Every field is sent with every request; no server defaults apply."""
+
+    temperature: float = Field(1.0, ge=0.0, description="Softmax temperature; 0 is greedy.")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
+    top_k: Optional[int] = Field(None, ge=1, description="Keep only the k most likely tokens; unset = off.")
+    min_p: Optional[float] = Field(None, ge=0.0, le=1.0, description="Drop tokens below min_p x the top probability (SOAR uses 0.05); unset = off.")
+    max_tokens: int = Field(1024, ge=1, description="Hard cap on generated tokens per completion.")
+    samples_per_prompt: int = Field(4, ge=1, description="Completions (programs) sampled from each prompt: the `n` of the request.")
+    stop: list[str] = Field(default_factory=list, description="Stop strings.")
+
+
+class PromptConfig(_Strict):
+    """How prompts are built."""
+
+    encoding: str = Field("spaced", description="Grid encoding in prompts, e.g. 'spaced' (digits separated by spaces).")
+    templates_dir: Optional[str] = Field(None, description="A directory of Jinja2 templates replacing the built-in ones.")
+    max_prompt_tokens: int = Field(6000, ge=256, description="Prompts are shrunk (fewer examples, shorter feedback) to fit this many tokens; a task whose smallest prompt does not fit is skipped.")
+    show_test_inputs: bool = Field(True, description="Show the test input grids in the prompt (never their outputs).")
+    parents_per_prompt: int = Field(1, ge=1, description="Earlier programs shown, with their feedback, in each refinement prompt.")
+
+
+class BudgetConfig(_Strict):
+    """How much work is spent per task, and when a task stops early."""
+
+    rounds: int = Field(3, ge=1, description="Rounds per task: round 0 samples fresh programs, later rounds refine earlier ones.")
+    first_prompts: int = Field(1, ge=1, description="Prompts in round 0, each sampled `sampling.samples_per_prompt` times.")
+    refine_prompts: int = Field(2, ge=0, description="Refinement prompts per later round, each sampled `sampling.samples_per_prompt` times.")
+    max_programs: Optional[int] = Field(None, ge=1, description="Stop a task after this many programs; unset = rounds x prompts x n.")
+    max_completion_tokens: Optional[int] = Field(None, ge=1, description="Stop a task after generating this many tokens in total; unset = no cap.")
+    max_task_wall_s: Optional[float] = Field(None, gt=0, description="Stop a task after this many seconds; unset = no cap. Makes results depend on speed.")
+    stop_after_passing: Optional[int] = Field(3, ge=1, description="Stop a task once this many distinct programs pass every train pair; unset = never stop early.")
+
+
+class RunConfig(_Strict):
+    """Everything that defines a solve run."""
+
+    name: str = Field("run", min_length=1, description="Run name; the default run directory is <out_root>/<name>-<YYYYmmdd-HHMMSS>.")
+    seed: int = Field(0, description="Run seed; every request seed is derived from it, the task id, the round and the request index.")
+    concurrency: int = Field(4, ge=1, description="Tasks in flight at once.")
+    data: DataConfig = Field(default_factory=DataConfig, description="Which tasks to solve.")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="The model backend.")
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig, description="Sampling settings of every request.")
+    prompt: PromptConfig = Field(default_factory=PromptConfig, description="Prompt construction.")
+    budget: BudgetConfig = Field(default_factory=BudgetConfig, description="Work per task and early stopping.")
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig, description="The program sandbox.")
+    out_root: str = Field("runs", description="Directory under which a new run directory is created when --out is not given.")
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_path_component(cls, value: str) -> str:
+        if "/" in value or "\\" in value or value in (".", ".."):
+            raise ValueError("must not contain '/' or '\\' (it becomes a directory name)")
+        return value
+
+
+# ---------------------------------------------------------------------------------------
+# Hashing
+
+HASH_EXCLUDED: dict[str, str] = {
+    "name": "a label",
+    "concurrency": "tasks in flight change speed, not any task's result",
+    "out_root": "where outputs go",
+    "model.concurrency": "requests in flight",
+    "model.request_timeout_s": "how long to wait for a server",
+    "model.max_retries": "retries of failed requests",
+    "model.api_key_env": "credentials",
+    "model.base_url": "where the server listens, not what it serves",
+    "model.replay_dir": "a path; the replayed run is recorded in provenance",
+    "model.gpu_memory_utilization": "KV-cache size: speed only",
+    "model.enable_prefix_caching": "reuse of prompt computation: speed only",
+    "sandbox.workers": "worker processes: throughput only",
+}
+"""Dotted config fields left out of :func:`config_hash`, with the reason.
+
+Like vLLM's ``compute_hash``: everything not listed here is assumed to change results,
+so a new field is hashed unless someone decides otherwise and says why here. Entries
+that name a field the config does not have are ignored (and flagged by a test).
+"""
+
+
+def _drop(tree: dict[str, Any], dotted: str) -> None:
+    *parents, leaf = dotted.split(".")
+    node: Any = tree
+    for p in parents:
+        node = node.get(p) if isinstance(node, dict) else None
+        if node is None:
+            return
+    if isinstance(node, dict):
+        node.pop(leaf, None)
+
+
+def hashed_fields(cfg: RunConfig) -> dict[str, Any]:
+    """The JSON form of ``cfg`` that :func:`config_hash` digests."""
+    tree = cfg.model_dump(mode="json")
+    for dotted in HASH_EXCLUDED:
+        _drop(tree, dotted)
+    return tree
+
+
+def config_hash(cfg: RunConfig) -> str:
+    """A 16-hex-digit fingerprint of the result-relevant fields of ``cfg``."""
+    blob = json.dumps(hashed_fields(cfg), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------
+# Loading and errors
+
+
+class ConfigError(ValueError):
+    """A config cannot be used. ``problems`` lists every bad field, one line each."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = list(problems)
+        n = len(self.problems)
+        head = f"{source}: {n} problem{'s' if n != 1 else ''}"
+        super().__init__(head + "".join(f"\n  - {p}" for p in self.problems))
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model that owns the field at ``loc`` (its parent), if any."""
+    model: Any = RunConfig
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return None
+        ann = field.annotation
+        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+        if model is None:
+            return None
+    return model
+
+
+def _describe_field(loc: tuple[Any, ...]) -> str:
+    model = _model_at(loc)
+    if model is None or not loc or isinstance(loc[-1], int):
+        return ""
+    field = model.model_fields.get(loc[-1])
+    return f" ({field.description})" if field is not None and field.description else ""
+
+
+def _format_error(err: dict[str, Any]) -> str:
+    loc = tuple(err.get("loc", ()))
+    path = _dotted(loc)
+    kind = err.get("type", "")
+    if kind == "extra_forbidden":
+        model = _model_at(loc)
+        allowed = ", ".join(model.model_fields) if model is not None else "?"
+        return f"{path}: unknown field; allowed here: {allowed}"
+    if kind == "missing":
+        return f"{path}: required{_describe_field(loc)}"
+    given = err.get("input")
+    shown = json.dumps(given, default=str) if not isinstance(given, dict) else "a table"
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+    return f"{path}: {msg}, got {shown}"
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``a.b.c=value`` -> (['a','b','c'], value). The value is read as a TOML literal when it
+    is one (``3``, ``true``, ``0.5``, ``["a","b"]``, ``"x"``), else taken as a plain string."""
+    if "=" not in item:
+        raise ValueError(f"override {item!r} is not of the form key.path=value")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    parts = key.split(".")
+    if not key or any(not p.strip() for p in parts):
+        raise ValueError(f"override {item!r} has an empty key part")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return [p.strip() for p in parts], value
+
+
+def _apply_override(tree: dict[str, Any], parts: list[str], value: Any) -> None:
+    node = tree
+    for p in parts[:-1]:
+        nxt = node.get(p)
+        if nxt is None:
+            nxt = node[p] = {}
+        elif not isinstance(nxt, dict):
+            raise ValueError(f"{'.'.join(parts)}: '{p}' is a value, not a table")
+        node = nxt
+    node[parts[-1]] = value
+
+
+def parse_config(data: dict[str, Any], overrides: list[str] | tuple[str, ...] = (), *, source: str = "config") -> RunConfig:
+    """Validate a config tree (e.g. parsed TOML) after applying ``overrides``.
+
+    Raises one :class:`ConfigError` listing every problem found.
+    """
+    problems: list[str] = []
+    tree = json.loads(json.dumps(data, default=str)) if data else {}
+    for item in overrides:
+        try:
+            parts, value = parse_override(item)
+            _apply_override(tree, parts, value)
+        except ValueError as e:
+            problems.append(str(e))
+    try:
+        cfg = RunConfig.model_validate(tree)
+    except ValidationError as e:
+        problems += [_format_error(err) for err in e.errors()]
+        raise ConfigError(source, problems) from None
+    if problems:
+        raise ConfigError(source, problems)
+    return cfg
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Read a TOML config, apply ``key.path=value`` overrides and validate.
+
+    Every problem (TOML syntax, unknown keys, bad values, bad overrides) ends in a
+    :class:`ConfigError` naming the file and each dotted field.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(str(p), ["no such file"]) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(str(p), [f"cannot read: {getattr(e, 'strerror', None) or e}"]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(str(p), [f"not valid TOML: {e}"]) from None
+    return parse_config(data, overrides, source=str(p))
+
+
+# ---------------------------------------------------------------------------------------
+# Writing
+
+
+def _toml_key(key: str) -> str:
+    if key and all(c.isalnum() or c in "_-" for c in key):
+        return key
+    return json.dumps(key)
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return repr(v)
+    if isinstance(v, str):
+        # JSON string escapes are a subset of TOML basic-string escapes.
+        return json.dumps(v, ensure_ascii=False)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v if x is not None) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items() if x is not None) + "}"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def config_to_toml(cfg: RunConfig) -> str:
+    """The resolved config as TOML that :func:`load_config` reads back to an equal config.
+
+    TOML has no null: a field set to None is written as a comment, which reads back as
+    its default; that round trip is checked here, so a field whose default is not None
+    but whose value is None cannot silently change meaning.
+    """
+    tree = cfg.model_dump(mode="json")
+    lines = [f"# arcsynth run config (config hash {config_hash(cfg)})"]
+    tables: list[tuple[str, dict[str, Any]]] = []
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            tables.append((key, value))
+        elif value is None:
+            lines.append(f"# {_toml_key(key)} unset")
+        else:
+            lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
+    for name, table in tables:
+        lines += ["", f"[{_toml_key(name)}]"]
+        for key, value in table.items():
+            if value is None:
+                lines.append(f"# {_toml_key(key)} unset")
+            else:
+                lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
+    text = "\n".join(lines) + "\n"
+    back = parse_config(tomllib.loads(text), source="resolved config")
+    if back != cfg:
+        raise ValueError("resolved config does not survive a TOML round trip (a None over a non-None default?)")
+    return text

@@ -1,0 +1,415 @@
+"""Programs: getting a runnable ``transform`` out of a model's reply, and a
+normal form of program source for deduplication.
+
+Extraction rules (in order):
+
+1. Reasoning is ignored: ``<think>...</think>`` sections (also ``<thinking>``,
+   ``<reasoning>``), everything before a lone closing tag (the chat template
+   opened the section in the prompt), and everything after an opening tag that
+   is never closed. Code drafted while reasoning is not the answer.
+2. Fenced blocks labelled python/py (or unlabelled) are code; other labels
+   (```text, ```json) are not. An unclosed fence runs to the end of the reply
+   (a completion cut off at the token limit).
+3. The chosen block is the **last** block that parses and defines a top-level
+   ``transform``: models revise as they write, and the last version is the one
+   they mean. Helper blocks are **merged**: other parseable blocks that do not
+   define ``transform`` but define names the chosen block uses are prepended, in
+   reply order (repeated until nothing new is needed). Blocks that define a
+   different ``transform`` are never merged.
+4. No ``transform`` but one top-level function taking one argument (``solve(grid)``,
+   ``transform_grid(g)``): accepted by appending ``transform = <name>``, noted in
+   ``detail`` and ``renamed_from``. With several such functions, a single one
+   whose name says transform/solve/solution/main is taken; otherwise
+   ``no_transform``.
+5. No fences at all: the reply itself, or the code starting at its first
+   ``def``/``import``/``from``/``class`` line with trailing prose cut off, is used
+   when it parses.
+6. A ``transform`` block that does not parse gives ``syntax_error`` with the line
+   and message (and says so when the completion hit the token limit).
+7. A program that uses ``np`` without importing it gets ``import numpy as np``
+   prepended: the prompt contract promises numpy as ``np``.
+
+:func:`extract_program` never raises.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import hashlib
+import keyword
+import re
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+from pydantic import BaseModel, Field
+
+ExtractionStatus = Literal["ok", "no_code", "no_transform", "syntax_error"]
+
+ENTRY_NAME = "transform"
+_CODE_LANGS = {"", "python", "py", "python3", "py3", "ipython", "ipython3"}
+_REASONING_TAGS = "think|thinking|reasoning"
+_OPEN_FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})[ \t]*([^\s`]*)[^`]*$")
+_CODE_START = re.compile(r"^(import\s|from\s+\S+\s+import\s|def\s|class\s|@)")
+_PREFERRED_ENTRY = re.compile(r"transform|solve|solution|^main$|^run$|^apply", re.I)
+_BUILTINS = frozenset(dir(builtins))
+
+
+class Extraction(BaseModel):
+    """The program found in a reply, or why none was."""
+
+    status: ExtractionStatus = Field(description="ok | no_code | no_transform | syntax_error")
+    source: Optional[str] = Field(
+        None, description="The program to run (ok), or the code that failed to parse (syntax_error); None otherwise."
+    )
+    detail: str = Field("", description="What was found or wrong, readable by a person and by the model in a retry.")
+    renamed_from: Optional[str] = Field(None, description="The function used as transform when the model named it otherwise.")
+
+
+@dataclass
+class _Block:
+    lang: str
+    code: str
+    closed: bool
+    tree: Optional[ast.Module] = None
+    error: Optional[BaseException] = None
+
+
+def _parse(code: str) -> tuple[Optional[ast.Module], Optional[BaseException]]:
+    try:
+        return ast.parse(code), None
+    # ValueError: null bytes (3.11); RecursionError/MemoryError: absurd nesting.
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
+        return None, e
+
+
+def _strip_reasoning(text: str) -> tuple[str, list[str]]:
+    notes: list[str] = []
+    stripped = re.sub(rf"<({_REASONING_TAGS})>.*?</\1\s*>", "", text, flags=re.S | re.I)
+    if stripped != text:
+        notes.append("ignored the reasoning section(s)")
+    text = stripped
+    closes = list(re.finditer(rf"</(?:{_REASONING_TAGS})\s*>", text, flags=re.I))
+    if closes:
+        text = text[closes[-1].end() :]
+        notes.append("ignored the reasoning before </think>")
+    opening = re.search(rf"<(?:{_REASONING_TAGS})>", text, flags=re.I)
+    if opening:
+        text = text[: opening.start()]
+        notes.append("ignored an unterminated <think> section")
+    return text, notes
+
+
+def _fenced_blocks(text: str) -> list[_Block]:
+    lines = text.split("\n")
+    blocks: list[_Block] = []
+    i = 0
+    while i < len(lines):
+        m = _OPEN_FENCE.match(lines[i])
+        if not m:
+            i += 1
+            continue
+        fence, lang = m.group(1), m.group(2).lower()
+        body: list[str] = []
+        j = i + 1
+        closed = False
+        while j < len(lines):
+            s = lines[j].strip()
+            if s and set(s) == {fence[0]} and len(s) >= len(fence):
+                closed = True
+                break
+            body.append(lines[j])
+            j += 1
+        blocks.append(_Block(lang=lang, code="\n".join(body).strip("\n"), closed=closed))
+        i = j + 1
+    return blocks
+
+
+def _defines(tree: ast.Module, name: str) -> bool:
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
+            return True
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
+            return True
+    return False
+
+
+def _top_level_names(tree: ast.Module) -> set[str]:
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for t in targets:
+                names.update(n.id for n in ast.walk(t) if isinstance(n, ast.Name))
+    return names
+
+
+def _free_names(tree: ast.Module) -> set[str]:
+    """Names used but bound nowhere in the code (an over-approximation of locals is fine here)."""
+    loaded, bound = set(), set()
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Name):
+            (loaded if isinstance(n.ctx, ast.Load) else bound).add(n.id)
+        elif isinstance(n, ast.arg):
+            bound.add(n.arg)
+    return loaded - bound - _top_level_names(tree) - _BUILTINS
+
+
+def _one_arg_functions(tree: ast.Module) -> list[str]:
+    names = []
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            a = node.args
+            positional = len(a.posonlyargs) + len(a.args)
+            if positional - len(a.defaults) == 1 and not any(d is None for d in a.kw_defaults):
+                names.append(node.name)
+    return names
+
+
+def _entry_alias(tree: ast.Module) -> tuple[Optional[str], list[str]]:
+    """The function to use as transform, and all one-argument functions seen."""
+    candidates = _one_arg_functions(tree)
+    if len(candidates) == 1:
+        return candidates[0], candidates
+    preferred = [c for c in candidates if _PREFERRED_ENTRY.search(c)]
+    if len(preferred) == 1:
+        return preferred[0], candidates
+    return None, candidates
+
+
+def _syntax_detail(error: BaseException, code: str) -> str:
+    if isinstance(error, SyntaxError):
+        line = error.lineno or 0
+        lines = code.split("\n")
+        text = lines[line - 1].rstrip() if 0 < line <= len(lines) else (error.text or "").rstrip()
+        out = f"SyntaxError at line {line}: {error.msg}"
+        return out + (f"\n    {text.strip()}" if text.strip() else "")
+    return f"{type(error).__name__}: {error}"
+
+
+def _merge_helpers(blocks: list[_Block], chosen: int) -> tuple[str, int]:
+    """The chosen block with the helper blocks it needs prepended, and how many were merged."""
+    tree = blocks[chosen].tree
+    assert tree is not None
+    needed = _free_names(tree)
+    provided: set[str] = set()
+    merged: set[int] = set()
+    changed = True
+    while changed:
+        changed = False
+        for k, b in enumerate(blocks):
+            if k == chosen or k in merged or b.tree is None or _defines(b.tree, ENTRY_NAME):
+                continue
+            names = _top_level_names(b.tree)
+            if names & (needed - provided):
+                merged.add(k)
+                provided |= names
+                needed |= _free_names(b.tree)
+                changed = True
+    order = sorted(merged) + [chosen]
+    return "\n\n".join(blocks[k].code for k in order), len(merged)
+
+
+def _cut_notes(finish_reason: Optional[str], closed: bool = True) -> str:
+    notes = []
+    if not closed:
+        notes.append("the code block is not closed")
+    if finish_reason == "length":
+        notes.append("the completion hit the token limit (finish_reason=length), so the code is cut off")
+    return ("; ".join(notes).capitalize() + ".") if notes else ""
+
+
+def _join(*parts: str) -> str:
+    return " ".join(p for p in parts if p)
+
+
+def _lines(*parts: str) -> str:
+    return "\n".join(p for p in parts if p)
+
+
+def _ok(source: str, msgs: list[str], renamed_from: Optional[str] = None) -> Extraction:
+    tree, _ = _parse(source)
+    # The prompt contract promises numpy as `np`; the sandbox runs the source as
+    # written, so a program that relies on the promise gets the import here.
+    if tree is not None and "np" in _free_names(tree):
+        source = "import numpy as np\n\n" + source
+        msgs = msgs + ["Added `import numpy as np`."]
+    return Extraction(status="ok", source=source, detail=_join(*msgs), renamed_from=renamed_from)
+
+
+def _from_blocks(blocks: list[_Block], notes: list[str], finish_reason: Optional[str]) -> Extraction:
+    for b in blocks:
+        b.tree, b.error = _parse(b.code)
+    prefix = "; ".join(notes)
+    prefix = (prefix[0].upper() + prefix[1:] + ".") if prefix else ""
+
+    defining = [k for k, b in enumerate(blocks) if b.tree is not None and _defines(b.tree, ENTRY_NAME)]
+    broken_transform = [
+        k for k, b in enumerate(blocks) if b.tree is None and re.search(rf"^\s*def\s+{ENTRY_NAME}\s*\(", b.code, re.M)
+    ]
+    if defining:
+        chosen = defining[-1]
+        source, n_merged = _merge_helpers(blocks, chosen)
+        msgs = [prefix]
+        if len(blocks) > 1:
+            msgs.append(f"Used code block {chosen + 1} of {len(blocks)}.")
+        if n_merged:
+            msgs.append(f"Merged {n_merged} helper block(s) it uses.")
+        later_broken = [k for k in broken_transform if k > chosen]
+        if later_broken:
+            k = later_broken[-1]
+            msgs.append(f"A later block ({k + 1}) defining transform did not parse ({_syntax_detail(blocks[k].error, blocks[k].code)}).")
+        return _ok(source, msgs)
+
+    if broken_transform:
+        b = blocks[broken_transform[-1]]
+        return Extraction(
+            status="syntax_error", source=b.code, detail=_lines(prefix, _syntax_detail(b.error, b.code), _cut_notes(finish_reason, b.closed))
+        )
+
+    seen_functions: list[str] = []
+    for k in range(len(blocks) - 1, -1, -1):
+        b = blocks[k]
+        if b.tree is None:
+            continue
+        name, candidates = _entry_alias(b.tree)
+        seen_functions = candidates + seen_functions
+        if name is not None:
+            source, n_merged = _merge_helpers(blocks, k)
+            source = f"{source}\n\n\n{ENTRY_NAME} = {name}\n"
+            msgs = [prefix, f"No function named transform; used `{name}` as transform."]
+            if n_merged:
+                msgs.append(f"Merged {n_merged} helper block(s) it uses.")
+            return _ok(source, msgs, renamed_from=name)
+
+    broken = [b for b in blocks if b.tree is None]
+    if broken:
+        b = broken[-1]
+        return Extraction(
+            status="syntax_error", source=b.code, detail=_lines(prefix, _syntax_detail(b.error, b.code), _cut_notes(finish_reason, b.closed))
+        )
+    if seen_functions:
+        why = f"the code defines no function `transform(grid)`; one-argument functions found: {', '.join(sorted(set(seen_functions)))}"
+    else:
+        why = "the code defines no top-level function `transform(grid)`"
+    return Extraction(status="no_transform", detail=_join(prefix, why[0].upper() + why[1:] + "."))
+
+
+def _looks_like_prose(line: str) -> bool:
+    """An unindented line that is not code (prose after the program)."""
+    s = line.strip()
+    if not s or line[:1].isspace() or "=" in s:
+        return False
+    if s.split()[0].rstrip(":") in keyword.kwlist:
+        return False
+    return _parse(s)[0] is None
+
+
+def _bare_code(text: str) -> Optional[tuple[str, int]]:
+    """Code written without fences: the whole text, or from the first code line with trailing prose cut."""
+    tree, _ = _parse(text)
+    if tree is not None and (_defines(tree, ENTRY_NAME) or _one_arg_functions(tree)):
+        return text, 1
+    lines = text.split("\n")
+    start = next((i for i, line in enumerate(lines) if _CODE_START.match(line)), None)
+    if start is None:
+        return None
+    code_lines = lines[start:]
+    for _ in range(200):
+        code = "\n".join(code_lines).rstrip()
+        tree, err = _parse(code)
+        if tree is not None:
+            return code, start + 1
+        # Cut only at an unindented prose line: a syntax error inside a function
+        # body must be reported, not silently trimmed away.
+        line = getattr(err, "lineno", None)
+        if not isinstance(err, SyntaxError) or not line or line <= 1 or line > len(code_lines):
+            return None
+        if not _looks_like_prose(code_lines[line - 1]):
+            return None
+        code_lines = code_lines[: line - 1]
+    return None
+
+
+def _extract(text: str, finish_reason: Optional[str]) -> Extraction:
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not text.strip():
+        return Extraction(status="no_code", detail=_join("The reply is empty.", _cut_notes(finish_reason)))
+    answer, notes = _strip_reasoning(text)
+    if not answer.strip():
+        return Extraction(
+            status="no_code",
+            detail=_join("The reply has no answer outside its reasoning (<think>) section.", _cut_notes(finish_reason)),
+        )
+    blocks = _fenced_blocks(answer)
+    code_blocks = [b for b in blocks if b.lang in _CODE_LANGS and b.code.strip()]
+    if code_blocks:
+        return _from_blocks(code_blocks, notes, finish_reason)
+
+    bare = _bare_code(answer.strip())
+    if bare is not None:
+        code, line = bare
+        result = _from_blocks([_Block(lang="", code=code, closed=True)], notes, finish_reason)
+        if result.status == "ok":
+            result.detail = _join(f"No fenced code block; used the bare code from line {line} of the reply.", result.detail)
+        return result
+    if re.search(rf"^\s*def\s+{ENTRY_NAME}\s*\(", answer, re.M):
+        # Bare code that defines transform but does not parse: report where.
+        lines = answer.strip().split("\n")
+        start = next((i for i, line in enumerate(lines) if _CODE_START.match(line)), 0)
+        code = "\n".join(lines[start:])
+        _, err = _parse(code)
+        if err is not None:
+            return Extraction(status="syntax_error", source=code, detail=_lines(_syntax_detail(err, code), _cut_notes(finish_reason)))
+    what = "no ```python code block" + (" (only blocks labelled " + ", ".join(sorted({b.lang for b in blocks})) + ")" if blocks else "")
+    return Extraction(status="no_code", detail=_join(f"The reply has {what} and no Python code.", _cut_notes(finish_reason)))
+
+
+def extract_program(text: str, *, finish_reason: Optional[str] = None) -> Extraction:
+    """The ``transform`` program in a model reply; see the module docstring for the rules.
+
+    ``finish_reason`` ('length' when the completion hit the token limit) only
+    makes the detail of a failure say the code was cut off. Never raises.
+    """
+    if not isinstance(text, str):
+        return Extraction(status="no_code", detail=f"The reply is {type(text).__name__}, not text.")
+    try:
+        return _extract(text, finish_reason)
+    except Exception as e:  # never raise: one odd completion must not stop a solve
+        return Extraction(status="no_code", detail=f"Could not extract a program ({type(e).__name__}: {e}).")
+
+
+class _StripDocstrings(ast.NodeTransformer):
+    def _strip(self, node):
+        self.generic_visit(node)
+        body = node.body
+        if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]
+        return node
+
+    visit_Module = visit_FunctionDef = visit_AsyncFunctionDef = visit_ClassDef = _strip
+
+
+def normalise_source(source: str) -> str:
+    """A normal form of a program: docstrings and comments gone, formatting canonical.
+
+    Programs that differ only in formatting, comments or docstrings map to the
+    same string. Code that does not parse falls back to its non-blank lines
+    with trailing whitespace removed.
+    """
+    tree, _ = _parse(source)
+    if tree is not None:
+        try:
+            return ast.unparse(_StripDocstrings().visit(tree))
+        except (RecursionError, ValueError, MemoryError):
+            pass
+    return "\n".join(line.rstrip() for line in source.replace("\r\n", "\n").split("\n") if line.strip())
+
+
+def program_hash(source: str) -> str:
+    """Identity of a program for deduplication: sha256 of its normal form, 16 hex characters."""
+    return hashlib.sha256(normalise_source(source).encode("utf-8")).hexdigest()[:16]

@@ -1,0 +1,226 @@
+"""The moving parts of one task's search: prompts, requests, extraction, verification.
+
+:func:`agent.loop.solve_task` reads as the algorithm; this module does the work.
+Every step emits its trace event the moment it happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from agent.backends.base import BackendError, Completion, SamplingParams
+from agent.budget import BudgetExhausted, EnoughPassing, StopSolving, TaskBudget
+from agent.candidate import Behaviour, Candidate, CandidatePool
+from agent.program import extract_program, program_hash
+from agent.seeds import derive_seed
+from agent.selection import select_parents
+from agent.trace import CompletionEvent, ProgramEvent, PromptEvent, VerdictEvent
+from arcsynth.task import Task
+from prompts import Parent, Prompt, PromptTooLong, build_first_prompt, build_refine_prompt
+
+if TYPE_CHECKING:
+    from agent.loop import SolveContext
+
+
+class BackendFailed(Exception):
+    """The model backend failed a request even after retries; the task ends in a TaskError."""
+
+    def __init__(self, request_id: str, error: BaseException):
+        self.reason = f"backend failed on {request_id}: {type(error).__name__}: {error}"
+        super().__init__(self.reason)
+
+
+@dataclass
+class Request:
+    """One prompt sampled ``n`` times."""
+
+    request_id: str
+    round: int
+    index: int
+    prompt: Prompt
+    params: SamplingParams
+    parent_ids: list[str] = field(default_factory=list)
+
+    @property
+    def kind(self) -> Literal["first", "refine"]:
+        return self.prompt.kind
+
+
+class TaskSearch:
+    """State of one task's search: budget, candidates, token counts."""
+
+    def __init__(self, task: Task, ctx: "SolveContext"):
+        self.task, self.ctx = task, ctx
+        b = ctx.config.budget
+        self.budget = TaskBudget(
+            max_programs=b.max_programs, max_completion_tokens=b.max_completion_tokens, max_wall_s=b.max_task_wall_s
+        )
+        self.pool = CandidatePool()
+        self.n_programs = 0
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+
+    def emit(self, event: Any) -> None:
+        self.ctx.recorder.emit(event)
+
+    # -- planning ----------------------------------------------------------------------
+
+    def plan_round(self, round: int) -> list[Request]:
+        """The requests of one round; raises BudgetExhausted when not even one fits."""
+        self.budget.check_time()
+        parents = self.pool.refinable()
+        if round == 0:
+            count = self.ctx.config.budget.first_prompts
+        else:
+            count = self.ctx.config.budget.refine_prompts
+            if count == 0:
+                raise StopSolving("no refinement prompts configured")
+        requests = []
+        for q in range(count):
+            try:
+                requests.append(self._plan_request(round, q, parents))
+            except BudgetExhausted:
+                if not requests:
+                    raise
+                break
+        return requests
+
+    def _plan_request(self, round: int, q: int, parents: list[Behaviour]) -> Request:
+        cfg = self.ctx.config
+        seed = derive_seed(cfg.seed, self.task.id, round, q)
+        s = cfg.sampling
+        n = self.budget.reserve(s.samples_per_prompt, s.max_tokens)
+        params = SamplingParams(
+            n=n, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k, min_p=s.min_p,
+            max_tokens=s.max_tokens, seed=seed, stop=list(s.stop),
+        )
+        parent_ids: list[str] = []
+        try:
+            prompt = None
+            if round > 0 and parents:
+                chosen = select_parents(parents, cfg.prompt.parents_per_prompt, random.Random(seed), c=self.ctx.selection_c)
+                try:
+                    prompt = self._refine_prompt(chosen, seed)
+                    parent_ids = [chosen[j].representative.program_id for j in prompt.parents_shown]
+                except PromptTooLong:
+                    prompt = None  # parents too long to show: sample afresh instead
+            if prompt is None:
+                # The canonical pair order for the very first prompt, shuffled for every other.
+                prompt = self._first_prompt(None if (round, q) == (0, 0) else seed)
+        except BaseException:
+            self.budget.settle(n, s.max_tokens, programs=0, completion_tokens=0)
+            raise
+        return Request(f"{self.task.id}/r{round}/q{q}", round, q, prompt, params, parent_ids)
+
+    def _first_prompt(self, shuffle_seed: int | None) -> Prompt:
+        p = self.ctx.config.prompt
+        return build_first_prompt(
+            self.task, encoding=p.encoding, max_prompt_tokens=p.max_prompt_tokens,
+            count_tokens=self.ctx.backend.count_tokens, templates_dir=p.templates_dir,
+            shuffle_seed=shuffle_seed, show_test_inputs=p.show_test_inputs,
+        )
+
+    def _refine_prompt(self, chosen: list[Behaviour], shuffle_seed: int) -> Prompt:
+        p = self.ctx.config.prompt
+        parents = [Parent(source=b.representative.source, verdict=b.representative.verdict) for b in chosen]
+        return build_refine_prompt(
+            self.task, parents, encoding=p.encoding, max_prompt_tokens=p.max_prompt_tokens,
+            count_tokens=self.ctx.backend.count_tokens, max_parents=len(parents), templates_dir=p.templates_dir,
+            shuffle_seed=shuffle_seed, show_test_inputs=p.show_test_inputs,
+        )
+
+    # -- running -----------------------------------------------------------------------
+
+    async def run_round(self, requests: list[Request]) -> None:
+        """Send every request at once; each is verified as soon as it returns.
+
+        Returns when all are done; raises EnoughPassing or BudgetExhausted (wall
+        time) early, cancelling the requests still waiting for the model.
+        """
+        pending = {asyncio.ensure_future(self.run_request(r)) for r in requests}
+        try:
+            while pending:
+                done, pending = await asyncio.wait(
+                    pending, timeout=self.budget.time_left(), return_when=asyncio.FIRST_COMPLETED
+                )
+                if not done:
+                    raise BudgetExhausted("max_task_wall_s")
+                for fut in done:
+                    fut.result()  # re-raises BackendFailed and sandbox errors
+                self.check_enough()
+        finally:
+            for fut in pending:
+                fut.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+
+    def check_enough(self) -> None:
+        target = self.ctx.config.budget.stop_after_passing
+        if target is not None and self.pool.passing_programs >= target:
+            raise EnoughPassing(f"{self.pool.passing_programs} programs pass every train pair")
+
+    async def run_request(self, req: Request) -> None:
+        self.emit(PromptEvent(
+            task_id=self.task.id, request_id=req.request_id, round=req.round, kind=req.kind,
+            messages=[m.model_dump() for m in req.prompt.messages], prompt_tokens=req.prompt.prompt_tokens,
+            sampling=req.params.model_dump(), parent_ids=req.parent_ids, shrink_steps=req.prompt.shrink_steps,
+        ))
+        max_tokens = req.params.max_tokens
+        try:
+            completions = await self._generate(req)
+        except BaseException:
+            self.budget.settle(req.params.n, max_tokens, programs=0, completion_tokens=0)
+            raise
+        spent = sum(c.completion_tokens for c in completions)
+        self.budget.settle(req.params.n, max_tokens, programs=len(completions), completion_tokens=spent)
+        self.completion_tokens += spent
+        # The n completions share one prompt: count its tokens once.
+        self.prompt_tokens += completions[0].prompt_tokens if completions else req.prompt.prompt_tokens
+        checks = [self._record_completion(req, i, c) for i, c in enumerate(completions)]
+        await asyncio.gather(*[c for c in checks if c is not None])
+
+    async def _generate(self, req: Request) -> list[Completion]:
+        retries = self.ctx.backend_retries
+        for attempt in range(retries + 1):
+            try:
+                return await self.ctx.backend.generate(req.prompt.messages, req.params, req.request_id)
+            except (BackendError, OSError, RuntimeError, ValueError) as e:
+                if attempt == retries:
+                    raise BackendFailed(req.request_id, e) from e
+                await asyncio.sleep(self.ctx.retry_backoff_s * (2**attempt))
+        raise AssertionError("unreachable")
+
+    def _record_completion(self, req: Request, i: int, c: Completion):
+        """Emit the completion and its program; return the verification to await, if any."""
+        tid = self.task.id
+        self.emit(CompletionEvent(
+            task_id=tid, request_id=req.request_id, index=i, text=c.text, prompt_tokens=c.prompt_tokens,
+            completion_tokens=c.completion_tokens, finish_reason=c.finish_reason, latency_s=c.latency_s,
+        ))
+        self.n_programs += 1
+        program_id = f"{req.request_id}/c{i}"
+        ext = extract_program(c.text, finish_reason=c.finish_reason)
+        common = dict(task_id=tid, program_id=program_id, round=req.round, parent_ids=req.parent_ids)
+        if ext.status != "ok" or ext.source is None:
+            self.emit(ProgramEvent(**common, status=ext.status, detail=ext.detail or "", source=ext.source))
+            return None
+        h = program_hash(ext.source)
+        dup = self.pool.claim(h, program_id)
+        self.emit(ProgramEvent(**common, status="ok", detail=ext.detail or "", source=ext.source, program_hash=h, duplicate_of=dup))
+        if dup is not None:
+            return None
+        return self._verify(req, program_id, ext.source, h)
+
+    async def _verify(self, req: Request, program_id: str, source: str, h: str) -> None:
+        verdict = await self.ctx.sandbox.run(source, self.task, check_test=False)
+        cand = Candidate(program_id, (req.round, req.index, int(program_id.rsplit("/c", 1)[1])), source, h, verdict, tuple(req.parent_ids))
+        same = self.pool.add(cand)
+        self.emit(VerdictEvent(
+            task_id=self.task.id, program_id=program_id, all_train_pass=verdict.all_train_pass,
+            pairs_passed=verdict.pairs_passed, train_accuracy=verdict.train_accuracy,
+            train=[v.model_dump() for v in verdict.train], test=[v.model_dump() for v in verdict.test],
+            isolation=verdict.isolation, rechecked=verdict.rechecked, behaviour_duplicate_of=same,
+        ))

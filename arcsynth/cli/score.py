@@ -1,0 +1,79 @@
+"""`arcsynth score`: score a Kaggle-format submission.json against a dataset by ARC Prize rules."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from arcsynth.cli.tasks import DATASET_HELP, SOLUTIONS_HELP, fail, load_or_fail
+
+if TYPE_CHECKING:
+    from arcsynth.scoring import ScoreReport
+
+
+def _print_plain(report: ScoreReport) -> None:
+    for t in report.tasks:
+        note = "  missing" if t.missing else ""
+        typer.echo(f"{t.task_id}  {sum(t.solved)}/{t.n_test}  {t.score:.3f}{note}")
+    typer.echo(_summary(report))
+
+
+def _summary(report: ScoreReport) -> str:
+    return (
+        f"score {report.score:.4f} ({report.total:g} of {report.n_tasks} tasks) on {report.dataset}; "
+        f"{report.n_tasks_solved} tasks fully solved; "
+        f"test outputs {report.n_test_outputs_solved}/{report.n_test_outputs}; "
+        f"{len(report.missing)} tasks missing from the submission"
+    )
+
+
+def _print_table(console: Console, report: ScoreReport) -> None:
+    table = Table(title=f"{report.dataset}: score {report.score:.4f}")
+    table.add_column("task")
+    table.add_column("test outputs solved", justify="right")
+    table.add_column("score", justify="right")
+    table.add_column("note")
+    for t in report.tasks:
+        style = "green" if all(t.solved) else ("yellow" if any(t.solved) else None)
+        table.add_row(t.task_id, f"{sum(t.solved)}/{t.n_test}", f"{t.score:.3f}", "missing" if t.missing else "", style=style)
+    console.print(table)
+    console.print(_summary(report))
+
+
+def score(
+    submission: Annotated[Path, typer.Argument(help="Kaggle-format submission.json: for each task id, one attempt_1/attempt_2 object per test input.", show_default=False)],
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help=DATASET_HELP, show_default=False)],
+    solutions: Annotated[Optional[str], typer.Option("--solutions", help=SOLUTIONS_HELP)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the full report as JSON.")] = False,
+    plain: Annotated[bool, typer.Option("--plain", help="Print plain text instead of a table (the default when stdout is not a terminal).")] = False,
+) -> None:
+    """Score a submission: a test output counts if either attempt matches exactly; a task scores
+    the fraction of its test outputs; the total is the mean over the dataset's tasks."""
+    # Imported here: pydantic is not needed for `arcsynth --help` or other subcommands.
+    from arcsynth.scoring import ScoringError, SubmissionError, read_submission, score_submission
+
+    try:
+        sub = read_submission(submission)
+    except SubmissionError as e:
+        fail(str(e))
+    ds = load_or_fail(dataset, solutions=solutions)
+    try:
+        report = score_submission(sub, ds)
+    except ScoringError as e:
+        fail(str(e))
+    if report.unknown:
+        shown = ", ".join(report.unknown[:10]) + (" ..." if len(report.unknown) > 10 else "")
+        typer.echo(f"warning: {len(report.unknown)} task(s) in the submission are not in {ds.name} and were ignored: {shown}", err=True)
+    if as_json:
+        typer.echo(json.dumps(report.model_dump(mode="json"), indent=1))
+        return
+    console = Console()
+    if plain or not console.is_terminal:
+        _print_plain(report)
+    else:
+        _print_table(console, report)

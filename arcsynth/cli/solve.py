@@ -1,0 +1,336 @@
+"""Solve ARC tasks with a run config; resume a killed run where it stopped.
+
+The run directory is printed at the start and at the end. Overrides ``key.path=value``
+change the config, e.g. ``sampling.temperature=0.8 data.limit=5``.
+With ``--resume RUN_DIR`` the run's own config.toml is used: a CONFIG or overrides
+given as well must resolve to the same config hash (so a resumed run can never mix
+two configs); tasks that already have a result are not redone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from arcsynth.cli.common import EXIT_BAD_INPUT, fail, stdout_console
+
+EXIT_RECORD_FAILED = 3
+"""The run record could not be written (disk full, read-only): the run stopped."""
+EXIT_INTERRUPTED = 130
+
+
+class SolveFailure(Exception):
+    """A run cannot start or go on; ``code`` is the exit status."""
+
+    def __init__(self, message: str, code: int = EXIT_BAD_INPUT):
+        super().__init__(message)
+        self.code = code
+
+
+# ---------------------------------------------------------------------------------------
+# Progress
+
+
+@dataclass
+class RunCounters:
+    """Live totals fed by trace events (drives the progress display)."""
+
+    total: int
+    done: int = 0
+    solved_train: int = 0
+    programs: int = 0
+    completion_tokens: int = 0
+    verdicts: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def on_event(self, ev: Any) -> bool:
+        """Update from one event; True when a task just finished."""
+        kind = getattr(ev, "event", None)
+        if kind == "program":
+            self.programs += 1
+        elif kind == "completion":
+            self.completion_tokens += ev.completion_tokens
+        elif kind == "verdict":
+            self.verdicts += 1
+        elif kind == "task_result":
+            self.done += 1
+            self.solved_train += bool(ev.solved_train)
+            return True
+        return False
+
+    def rates(self) -> tuple[float, float]:
+        dt = max(time.monotonic() - self.started, 1e-9)
+        return self.programs / dt, self.completion_tokens / dt
+
+
+class ProgressDisplay:
+    """A rich progress bar on a terminal, one plain line per finished task elsewhere."""
+
+    def __init__(self, counters: RunCounters, *, live: bool):
+        self.c = counters
+        self.live = live
+        self._progress = None
+        self._bar = None
+
+    def __enter__(self) -> "ProgressDisplay":
+        if self.live:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self._progress = Progress(
+                TextColumn("tasks"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
+                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+            )
+            self._progress.__enter__()
+            self._bar = self._progress.add_task("tasks", total=self.c.total, stats="")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+
+    def __call__(self, ev: Any) -> None:
+        finished = self.c.on_event(ev)
+        pps, tps = self.c.rates()
+        stats = f"solved(train) {self.c.solved_train}  {pps:.2f} programs/s  {tps:.1f} tok/s"
+        if self._progress is not None:
+            if finished or getattr(ev, "event", None) in ("program", "completion"):
+                self._progress.update(self._bar, completed=self.c.done, stats=stats)
+        elif finished:
+            score = "" if ev.score is None else f" score {ev.score:g}"
+            print(
+                f"[{self.c.done}/{self.c.total}] {ev.task_id}: {'solved(train)' if ev.solved_train else 'unsolved'}{score}, "
+                f"{ev.n_programs} programs, {ev.completion_tokens} tokens, {ev.wall_s:.1f}s ({ev.stop_reason}); {stats}",
+                flush=True,
+            )
+
+
+# ---------------------------------------------------------------------------------------
+# The run
+
+
+@dataclass
+class RunOutcome:
+    run_dir: Path
+    summary: dict[str, Any]
+
+
+def select_run_tasks(cfg: Any) -> tuple[Any, list[Any]]:
+    """Load the dataset and pick the tasks of ``cfg.data``; user errors become SolveFailure."""
+    from arcsynth.datasets import DatasetError, UnknownTaskError, load_dataset, select_tasks
+    from arcsynth.task import TaskFormatError
+
+    d = cfg.data
+    try:
+        ds = load_dataset(d.dataset, lenient=d.lenient)
+        tasks = select_tasks(ds, ids=d.tasks, ids_file=d.tasks_file, limit=d.limit, sample=d.sample, seed=cfg.seed)
+    except (DatasetError, UnknownTaskError, TaskFormatError) as e:
+        raise SolveFailure(f"data: {e}") from None
+    if not tasks:
+        raise SolveFailure(f"data: no tasks selected from {d.dataset}")
+    return ds, tasks
+
+
+def _summary_table(summary: dict[str, Any], run_dir: Path) -> Any:
+    from rich.table import Table
+
+    t = Table(title=f"run {run_dir}", show_header=False)
+    t.add_column("what")
+    t.add_column("value", justify="right")
+
+    def row(k: str, v: Any) -> None:
+        t.add_row(k, str(v))
+
+    row("tasks done", f"{summary['tasks_done']} / {summary['tasks_selected']}")
+    row("solved (a program passes every train pair)", summary["tasks_solved_train"])
+    if summary.get("pass2") is not None:
+        p = summary["pass2"]
+        row("pass@2 score", f"{p['total']:g} / {p['n_tasks']} tasks ({100 * p['score']:.1f}%)")
+    row("programs", summary.get("n_programs", 0))
+    row("prompt / completion tokens", f"{summary.get('prompt_tokens', 0)} / {summary.get('completion_tokens', 0)}")
+    row("wall time (this session)", f"{summary['session_wall_s']:.1f}s")
+    if summary.get("session_completion_tokens_per_s") is not None:
+        row("completion tokens/s (this session)", f"{summary['session_completion_tokens_per_s']:.1f}")
+    sb = summary.get("sandbox_stats")
+    if isinstance(sb, dict) and sb:
+        row("sandbox", ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in sb.items()))
+    if summary.get("stop_reasons"):
+        row("stop reasons", ", ".join(f"{k}: {v}" for k, v in summary["stop_reasons"].items()))
+    return t
+
+
+def _as_dict(obj: Any) -> Any:
+    if obj is None:
+        return None
+    if hasattr(obj, "model_dump"):
+        return obj.model_dump(mode="json")
+    if hasattr(obj, "__dataclass_fields__"):
+        from dataclasses import asdict
+
+        return asdict(obj)
+    return obj if isinstance(obj, dict) else str(obj)
+
+
+def build_summary(rd: Any, tasks: list[Any], dataset_name: str) -> dict[str, Any]:
+    """summary.json: totals over results/ of the selected tasks, and the pass@2 score."""
+    from agent.rundir import summarize_results
+    from arcsynth.datasets import Dataset
+    from arcsynth.scoring import Attempts, score_submission
+
+    results = rd.read_results()
+    ids = [t.id for t in tasks]
+    selected = {tid: results[tid] for tid in ids if tid in results}
+    summary: dict[str, Any] = {"tasks_selected": len(ids), **summarize_results(selected)}
+    done = [t for t in tasks if t.id in selected]
+    if done and all(t.test_outputs_known for t in done):
+        sub = {t.id: [Attempts(**a) for a in selected[t.id]["attempts"]] for t in done if selected[t.id].get("attempts")}
+        report = score_submission(sub, Dataset(name=dataset_name, tasks={t.id: t for t in done}))
+        summary["pass2"] = {
+            "total": report.total, "score": report.score, "n_tasks": report.n_tasks,
+            "n_tasks_solved": report.n_tasks_solved, "per_task": {s.task_id: s.score for s in report.tasks},
+        }
+    else:
+        summary["pass2"] = None
+    return summary
+
+
+async def execute_run(cfg: Any, rd: Any, tasks: list[Any], *, argv: list[str], resumed: bool, dataset_name: str, live: bool) -> dict[str, Any]:
+    """Start backend and sandbox, solve the tasks not done yet, write summary and submission."""
+    from agent.backends import BackendError, make_backend
+    from agent.backends.replay import TokenCountRecorder
+    from agent.config import config_hash
+    from agent.provenance import collect_provenance
+    from agent.rundir import Recorder
+    from agent.trace import RunEnd, RunStart
+    from sandbox import Sandbox
+
+    started_at = datetime.now(timezone.utc)
+    t0 = time.monotonic()
+    chash = config_hash(cfg)
+    done_ids = rd.done_task_ids() & {t.id for t in tasks}
+    counters = RunCounters(total=len(tasks), done=len(done_ids))
+    run_summary: Any = None
+    with Recorder(rd) as recorder:
+        try:
+            backend = make_backend(cfg.model)
+            await backend.start()
+        except BackendError as e:
+            raise SolveFailure(f"model backend '{cfg.model.backend}' cannot serve: {e}") from None
+        try:
+            backend = TokenCountRecorder(backend, recorder.emit)
+            async with Sandbox(cfg.sandbox) as sb:
+                rd.write_provenance(collect_provenance(
+                    config_hash=chash, seed=cfg.seed, argv=argv, backend=backend,
+                    sandbox_layers=list(getattr(sb, "layers", []) or []), started_at=started_at, resumed=resumed,
+                ))
+                recorder.emit(RunStart(run_id=rd.run_id, config_hash=chash, resumed=resumed))
+                from agent.runner import run_tasks
+
+                with ProgressDisplay(counters, live=live) as progress:
+                    recorder.add_listener(progress)
+                    run_summary = await run_tasks(tasks, cfg, backend, sb, recorder, done=done_ids)
+                sandbox_stats = _as_dict(getattr(sb, "stats", None))
+        finally:
+            await backend.close()
+        wall = time.monotonic() - t0
+        summary = build_summary(rd, tasks, dataset_name)
+        summary.update({
+            "config_hash": chash,
+            "session_wall_s": wall,
+            "session_programs": counters.programs,
+            "session_completion_tokens": counters.completion_tokens,
+            "session_completion_tokens_per_s": counters.completion_tokens / wall if wall > 0 else None,
+            "sandbox_stats": sandbox_stats if isinstance(sandbox_stats, dict) else None,
+            "runner": _as_dict(run_summary),
+        })
+        rd.write_summary(summary)
+        rd.write_submission([t.id for t in tasks])
+        recorder.emit(RunEnd(summary=summary))
+    return summary
+
+
+def run_solve(
+    config: Optional[Path], overrides: list[str], *, out: Optional[Path], resume: Optional[Path],
+    argv: list[str], live: bool, console: Any,
+) -> RunOutcome:
+    """The whole of ``arcsynth solve``; raises SolveFailure for every user-facing error."""
+    from agent.config import ConfigError, config_hash, config_to_toml, load_config, parse_config
+    from agent.rundir import RecordError, RunDir, RunDirError, default_run_dir
+
+    try:
+        if resume is not None:
+            rd = RunDir.open_existing(resume)
+            cfg = load_config(rd.config_path)
+            if config is not None or overrides:
+                asked = load_config(config, overrides) if config is not None else parse_config(
+                    cfg.model_dump(mode="json"), overrides, source="overrides")
+                if config_hash(asked) != config_hash(cfg):
+                    raise SolveFailure(
+                        f"--resume {resume}: the config given differs from the run's own config.toml "
+                        f"(hash {config_hash(asked)} vs {config_hash(cfg)}); resume with no CONFIG and no overrides"
+                    )
+        else:
+            if config is None:
+                raise SolveFailure("give a CONFIG.toml (see runs/quickstart.toml), or --resume RUN_DIR")
+            cfg = load_config(config, overrides)
+    except ConfigError as e:
+        raise SolveFailure(str(e)) from None
+    except RunDirError as e:
+        raise SolveFailure(str(e)) from None
+
+    dataset, tasks = select_run_tasks(cfg)
+    try:
+        if resume is None:
+            rd = RunDir.create(out if out is not None else default_run_dir(cfg.out_root, cfg.name))
+            rd.write_config(config_to_toml(cfg))
+            rd.write_args(argv)
+        else:
+            rd.append_args(argv)
+    except RunDirError as e:
+        raise SolveFailure(str(e)) from None
+
+    done = len(rd.done_task_ids() & {t.id for t in tasks})
+    verb = "resuming" if resume is not None else "run directory"
+    console.print(f"{verb}: {rd.path}  ({len(tasks)} tasks, {done} already done, config hash {config_hash(cfg)})")
+    try:
+        summary = asyncio.run(execute_run(
+            cfg, rd, tasks, argv=argv, resumed=resume is not None, dataset_name=dataset.name, live=live,
+        ))
+    except RecordError as e:
+        raise SolveFailure(
+            f"{e}. The run stopped; everything written before is intact. "
+            f"Make room, then continue with: arcsynth solve --resume {rd.path}",
+            code=EXIT_RECORD_FAILED,
+        ) from None
+    except KeyboardInterrupt:
+        raise SolveFailure(f"interrupted; continue with: arcsynth solve --resume {rd.path}", code=EXIT_INTERRUPTED) from None
+    console.print(_summary_table(summary, rd.path))
+    console.print(f"run directory: {rd.path}")
+    return RunOutcome(rd.path, summary)
+
+
+def solve(
+    config: Optional[Path] = typer.Argument(None, help="Run config TOML (see runs/quickstart.toml). Optional with --resume.", show_default=False),
+    overrides: Optional[list[str]] = typer.Argument(None, help="Config overrides key.path=value, e.g. sampling.temperature=0.8 data.limit=5.", show_default=False),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run directory to create (must be new or empty). Default: <out_root>/<name>-<YYYYmmdd-HHMMSS>."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this directory with its own config; finished tasks are not redone."),
+) -> None:
+    """Solve ARC tasks: sample programs, verify them in the sandbox, refine, vote."""
+    overrides = list(overrides or [])
+    # `solve --resume DIR k=v`: Typer hands the first override to CONFIG.
+    if config is not None and "=" in config.name and not config.exists():
+        overrides.insert(0, str(config))
+        config = None
+    if resume is not None and out is not None:
+        fail("--out and --resume exclude each other: a resumed run writes into its own directory")
+    console = stdout_console()
+    try:
+        run_solve(config, overrides, out=out, resume=resume, argv=list(sys.argv), live=sys.stdout.isatty(), console=console)
+    except SolveFailure as e:
+        fail(str(e), code=e.code)

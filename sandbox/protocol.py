@@ -1,0 +1,162 @@
+"""The binary frames exchanged with a worker. No pickle, nothing executable.
+
+Every frame is ``u32 length`` + body. The trusted side sends one request per
+candidate (source and input grids only: expected outputs never leave the trusted
+process) and reads one result frame per pair, then an end frame. Results are
+parsed strictly here; a frame that breaks any rule is a protocol violation and
+the worker that sent it is replaced.
+
+Each request carries a random nonce that results must repeat, so bytes a
+program writes to the result pipe cannot be taken for a later candidate's
+results (that candidate's nonce does not exist yet when the program runs).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+REQ_MAGIC = b"ARQ1"
+RES_MAGIC = b"ARS1"
+MAX_SIDE = 30
+MAX_TEXT = 400
+# Largest valid result frame: header + 30x30 cells, or header + two texts.
+MAX_RESULT_FRAME = 4096
+
+KIND_GRID = 0
+KIND_ERROR = 1
+KIND_INVALID = 2
+KIND_END = 3
+
+_LEN = struct.Struct("<I")
+_REQ_HEAD = struct.Struct("<4sQHI")  # magic, nonce, npairs, source bytes
+_RES_HEAD = struct.Struct("<4sQHBd")  # magic, nonce, pair index, kind, runtime
+
+
+class ProtocolError(Exception):
+    """A worker sent bytes that are not a valid result frame."""
+
+
+# ---- requests (trusted side writes, worker reads) ----
+
+
+def encode_request(nonce: int, source: str, inputs: list[tuple[int, int, bytes]]) -> bytes:
+    """``inputs`` are (height, width, uint8 cell bytes) triples."""
+    src = source.encode("utf-8", "surrogatepass")
+    parts = [_REQ_HEAD.pack(REQ_MAGIC, nonce, len(inputs), len(src)), src]
+    for h, w, cells in inputs:
+        parts.append(bytes((h, w)))
+        parts.append(cells)
+    body = b"".join(parts)
+    return _LEN.pack(len(body)) + body
+
+
+def decode_request(body: bytes) -> tuple[int, str, list[tuple[int, int, bytes]]]:
+    magic, nonce, npairs, srclen = _REQ_HEAD.unpack_from(body, 0)
+    if magic != REQ_MAGIC:
+        raise ProtocolError("bad request magic")
+    pos = _REQ_HEAD.size
+    source = body[pos : pos + srclen].decode("utf-8", "surrogatepass")
+    pos += srclen
+    inputs = []
+    for _ in range(npairs):
+        h, w = body[pos], body[pos + 1]
+        pos += 2
+        inputs.append((h, w, body[pos : pos + h * w]))
+        pos += h * w
+    return nonce, source, inputs
+
+
+# ---- results (worker writes, trusted side reads) ----
+
+
+def _text(s: str) -> bytes:
+    b = s[:MAX_TEXT].encode("utf-8", "replace")[:MAX_TEXT]
+    return struct.pack("<H", len(b)) + b
+
+
+def encode_grid(nonce: int, index: int, runtime: float, h: int, w: int, cells: bytes) -> bytes:
+    body = _RES_HEAD.pack(RES_MAGIC, nonce, index, KIND_GRID, runtime) + bytes((h, w)) + cells
+    return _LEN.pack(len(body)) + body
+
+
+def encode_failure(nonce: int, index: int, runtime: float, kind: int, error_type: str, message: str) -> bytes:
+    body = _RES_HEAD.pack(RES_MAGIC, nonce, index, kind, runtime) + _text(error_type) + _text(message)
+    return _LEN.pack(len(body)) + body
+
+
+def encode_end(nonce: int, index: int, tainted: str) -> bytes:
+    body = _RES_HEAD.pack(RES_MAGIC, nonce, index, KIND_END, 0.0) + _text(tainted)
+    return _LEN.pack(len(body)) + body
+
+
+@dataclass
+class Result:
+    """One parsed result frame. ``cells`` is set for KIND_GRID, the texts otherwise."""
+
+    index: int
+    kind: int
+    runtime: float
+    shape: tuple[int, int] | None = None
+    cells: bytes | None = None
+    error_type: str = ""
+    message: str = ""
+
+
+def split_frame(buf: bytearray) -> bytes | None:
+    """Remove and return the first complete frame body from ``buf``, if any."""
+    if len(buf) < 4:
+        return None
+    (n,) = _LEN.unpack_from(buf, 0)
+    if n > MAX_RESULT_FRAME or n < _RES_HEAD.size:
+        raise ProtocolError(f"result frame of {n} bytes")
+    if len(buf) < 4 + n:
+        return None
+    body = bytes(buf[4 : 4 + n])
+    del buf[: 4 + n]
+    return body
+
+
+def _read_text(body: bytes, pos: int) -> tuple[str, int]:
+    if pos + 2 > len(body):
+        raise ProtocolError("truncated text")
+    (n,) = struct.unpack_from("<H", body, pos)
+    if n > MAX_TEXT or pos + 2 + n > len(body):
+        raise ProtocolError("text field too long")
+    return body[pos + 2 : pos + 2 + n].decode("utf-8", "replace"), pos + 2 + n
+
+
+def parse_result(body: bytes, nonce: int) -> Result:
+    """Strictly parse one result body for the request with ``nonce``."""
+    magic, got_nonce, index, kind, runtime = _RES_HEAD.unpack_from(body, 0)
+    if magic != RES_MAGIC:
+        raise ProtocolError("bad result magic")
+    if got_nonce != nonce:
+        raise ProtocolError("result for another request")
+    if not (runtime == runtime and 0.0 <= runtime < 1e6):  # NaN or absurd
+        runtime = 0.0
+    pos = _RES_HEAD.size
+    if kind == KIND_GRID:
+        if len(body) < pos + 2:
+            raise ProtocolError("truncated grid")
+        h, w = body[pos], body[pos + 1]
+        if not (1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE):
+            raise ProtocolError(f"grid shape {h}x{w}")
+        cells = body[pos + 2 :]
+        if len(cells) != h * w:
+            raise ProtocolError("grid size does not match its shape")
+        if cells and max(cells) > 9:
+            raise ProtocolError("cell value above 9")
+        return Result(index, kind, runtime, (h, w), cells)
+    if kind in (KIND_ERROR, KIND_INVALID):
+        etype, pos = _read_text(body, pos)
+        msg, pos = _read_text(body, pos)
+        if pos != len(body):
+            raise ProtocolError("trailing bytes")
+        return Result(index, kind, runtime, error_type=etype, message=msg)
+    if kind == KIND_END:
+        taint, pos = _read_text(body, pos)
+        if pos != len(body):
+            raise ProtocolError("trailing bytes")
+        return Result(index, kind, runtime, message=taint)
+    raise ProtocolError(f"unknown result kind {kind}")

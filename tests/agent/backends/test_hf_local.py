@@ -1,0 +1,122 @@
+"""TransformersBackend with the real embedded SmolLM2-135M-Instruct on CPU."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from agent.backends.base import BackendError, Message, SamplingParams
+from agent.backends.embedded import MANIFEST_NAME
+from agent.backends.hf_local import TransformersBackend
+from agent.backends.weights import sha256_file
+
+PROMPT = [
+    Message(role="system", content="You write Python."),
+    Message(role="user", content="Write a Python function that returns the transpose of a grid (a list of lists)."),
+]
+
+slow = pytest.mark.slow
+
+
+@slow
+async def test_n_sampled_completions_with_token_counts(smollm2_backend: TransformersBackend):
+    params = SamplingParams(n=4, temperature=0.9, max_tokens=24, seed=11)
+    completions = await smollm2_backend.generate(PROMPT, params, "t/r0/q0")
+    assert len(completions) == 4
+    prompt_tokens = smollm2_backend.count_tokens(PROMPT)
+    tokenizer = smollm2_backend._tokenizer
+    for c in completions:
+        assert c.prompt_tokens == prompt_tokens
+        assert 1 <= c.completion_tokens <= 24
+        assert c.finish_reason in ("stop", "length")
+        if c.finish_reason == "length":
+            assert c.completion_tokens == 24
+            # All 24 generated tokens are text (none is the end-of-turn token).
+            assert len(tokenizer(c.text, add_special_tokens=False)["input_ids"]) == pytest.approx(24, abs=2)
+        assert c.latency_s > 0
+    # Sampled, not copied: four samples of 24 tokens at temperature 0.9 differ.
+    assert len({c.text for c in completions}) > 1
+
+
+@slow
+async def test_fixed_seed_reproduces_samples(smollm2_backend: TransformersBackend):
+    params = SamplingParams(n=2, temperature=1.0, max_tokens=16, seed=1234)
+    first = await smollm2_backend.generate(PROMPT, params, "a")
+    second = await smollm2_backend.generate(PROMPT, params, "b")
+    other = await smollm2_backend.generate(PROMPT, params.model_copy(update={"seed": 99}), "c")
+    assert [c.text for c in first] == [c.text for c in second]
+    assert [c.text for c in other] != [c.text for c in first]
+
+
+@slow
+async def test_max_tokens_is_a_hard_cap(smollm2_backend: TransformersBackend):
+    completions = await smollm2_backend.generate(PROMPT, SamplingParams(n=2, temperature=0.7, max_tokens=5, seed=3), "x")
+    assert all(c.completion_tokens <= 5 for c in completions)
+    assert [c.finish_reason for c in completions] == ["length", "length"]
+
+
+@slow
+async def test_stop_string_ends_the_completion_before_it(smollm2_backend: TransformersBackend):
+    greedy = SamplingParams(n=1, temperature=0.0, max_tokens=40)
+    [free] = await smollm2_backend.generate(PROMPT, greedy, "free")
+    words = free.text.split()
+    assert len(words) > 4, free.text
+    stop = words[3]
+    expected = free.text[: free.text.find(stop)]
+    stopped = await smollm2_backend.generate(PROMPT, greedy.model_copy(update={"stop": [stop], "n": 3}), "stopped")
+    assert len(stopped) == 3
+    for c in stopped:
+        assert c.text == expected
+        assert c.finish_reason == "stop"
+        assert c.completion_tokens < free.completion_tokens
+
+
+@slow
+async def test_generation_leaves_the_event_loop_free(smollm2_backend: TransformersBackend):
+    ticks = 0
+
+    async def ticker():
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.02)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    params = SamplingParams(n=1, temperature=0.5, max_tokens=16, seed=5)
+    # Two requests at once: serialised by the backend, both answered.
+    results = await asyncio.gather(
+        smollm2_backend.generate(PROMPT, params, "p1"), smollm2_backend.generate(PROMPT, params, "p2")
+    )
+    task.cancel()
+    assert [len(r) for r in results] == [1, 1]
+    assert results[0][0].text == results[1][0].text  # same seed, same sample: calls did not interleave
+    assert ticks >= 5
+
+
+@slow
+def test_provenance_names_model_and_exact_weights(smollm2_backend: TransformersBackend, smollm2_folder):
+    prov = smollm2_backend.provenance()
+    manifest = json.loads((smollm2_folder / MANIFEST_NAME).read_text())
+    assert prov["weights_sha256"] == manifest["weights_sha256"] == sha256_file(smollm2_folder / "model.safetensors")
+    assert prov["device"] == "cpu" and prov["dtype"] == "float32"
+    assert prov["model"] == "smollm2" and prov["path"] == str(smollm2_folder)
+    assert prov["transformers"] and prov["torch"]
+
+
+async def test_folder_that_is_not_a_model_is_a_backend_error(tmp_path):
+    with pytest.raises(BackendError, match="no config.json"):
+        await TransformersBackend(str(tmp_path), device="cpu").start()
+
+
+async def test_model_that_will_not_load_names_model_and_reason(tmp_path):
+    (tmp_path / "config.json").write_text('{"model_type": "no-such-architecture"}')
+    with pytest.raises(BackendError) as err:
+        await TransformersBackend(str(tmp_path), device="cpu").start()
+    assert str(tmp_path) in str(err.value) and "will not load" in str(err.value)
+
+
+async def test_generate_before_start_is_a_backend_error():
+    with pytest.raises(BackendError, match="before start"):
+        await TransformersBackend("smollm2").generate(PROMPT, SamplingParams(), "x")

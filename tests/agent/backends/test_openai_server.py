@@ -1,0 +1,259 @@
+"""OpenAIBackend against a real `transformers serve`, and a fault-injecting test double for retries."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+import agent.backends.openai_server as openai_server
+from agent.backends.base import BackendError, Message, SamplingParams
+from agent.backends.openai_server import OpenAIBackend, normalise_base_url, topup_seed
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+PROMPT = [Message(role="user", content="Write a Python function that adds two numbers.")]
+
+
+# -- the real server ---------------------------------------------------------------------
+
+
+@pytest.mark.slow
+async def test_chat_endpoint_asks_again_when_the_server_ignores_n(transformers_server):
+    base_url, model = transformers_server
+    backend = OpenAIBackend(model, base_url=base_url, endpoint="chat")
+    await backend.start()
+    try:
+        completions = await backend.generate(PROMPT, SamplingParams(n=3, temperature=0.8, max_tokens=12, seed=7), "t/r0/q0")
+    finally:
+        await backend.close()
+    assert len(completions) == 3
+    assert backend.requests_sent == 3  # transformers serve returns one choice per request
+    for c in completions:
+        assert c.text.strip()
+        assert c.prompt_tokens > 0  # from the server's usage field
+        assert 1 <= c.completion_tokens <= 12
+        assert c.finish_reason in ("stop", "length")
+        assert c.latency_s > 0
+    assert backend.provenance()["served_model"]["id"] == model
+
+
+@pytest.mark.slow
+async def test_completions_endpoint_with_local_chat_template(transformers_server):
+    base_url, model = transformers_server
+    backend = OpenAIBackend(model, base_url=base_url, endpoint="completions", tokenizer="smollm2")
+    await backend.start()
+    try:
+        [c] = await backend.generate(PROMPT, SamplingParams(n=1, max_tokens=8, seed=1), "q")
+    finally:
+        await backend.close()
+    # The server tokenised exactly the prompt our local template rendered.
+    assert c.prompt_tokens == backend.count_tokens(PROMPT)
+    assert c.completion_tokens == 8 and c.finish_reason == "length"
+    assert c.text.strip()
+    assert backend.provenance()["token_counts"] == "tokenizer"
+
+
+@pytest.mark.slow
+async def test_unknown_model_lists_the_served_models(transformers_server):
+    base_url, model = transformers_server
+    backend = OpenAIBackend("qwen-coder-7b", base_url=base_url)
+    with pytest.raises(BackendError) as err:
+        await backend.start()
+    await backend.close()
+    assert "'qwen-coder-7b'" in str(err.value) and model in str(err.value)
+
+
+async def test_unreachable_server_names_the_url():
+    port = free_port()  # nothing listens there
+    backend = OpenAIBackend("m", base_url=f"http://127.0.0.1:{port}")
+    with pytest.raises(BackendError, match=f"127.0.0.1:{port}/v1 is unreachable"):
+        await backend.start()
+    await backend.close()
+
+
+def test_base_url_gets_v1_only_when_bare():
+    assert normalise_base_url("http://h:8000") == "http://h:8000/v1"
+    assert normalise_base_url("http://h:8000/v1/") == "http://h:8000/v1"
+    assert normalise_base_url("https://h/api/openai/v1") == "https://h/api/openai/v1"
+    with pytest.raises(BackendError, match="not an http"):
+        normalise_base_url("localhost:8000")
+
+
+def test_topup_seeds_are_deterministic_and_distinct():
+    seeds = [topup_seed(42, i) for i in range(1, 50)]
+    assert seeds == [topup_seed(42, i) for i in range(1, 50)]
+    assert len(set(seeds)) == 49 and 42 not in seeds
+    assert topup_seed(None, 1) is None
+
+
+# -- fault injection: a scripted test double, only for failures a real server will not produce on demand --
+
+
+class FaultInjectingServer:
+    """Test double of an OpenAI-compatible server that plays a script of faults.
+
+    Script steps: an int status code (answered with an error body), "drop" (close the
+    connection without answering), ("sleep", s) (answer late), or "ok" (one valid chat
+    completion with ``choices_per_request`` choices). The last step repeats.
+    """
+
+    def __init__(self, script, choices_per_request: int = 1):
+        self.script = list(script)
+        self.choices_per_request = choices_per_request
+        self.requests: list[dict] = []
+        self.headers: list[dict] = []
+        double = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                self._json(200, {"object": "list", "data": [{"id": "double", "object": "model"}]})
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                double.requests.append(body)
+                double.headers.append(dict(self.headers))
+                step = double.script[min(len(double.requests) - 1, len(double.script) - 1)]
+                if step == "drop":
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    self.close_connection = True
+                    return
+                if isinstance(step, tuple) and step[0] == "sleep":
+                    time.sleep(step[1])
+                    step = "ok"
+                if isinstance(step, int):
+                    headers = {"Retry-After": "0"} if step == 429 else {}
+                    self._json(step, {"error": {"message": f"scripted {step}"}}, headers)
+                    return
+                k = min(body.get("n", 1), double.choices_per_request)
+                choices = [
+                    {"index": i, "message": {"role": "assistant", "content": f"sample {i} " + "x" * (5 * i)}, "finish_reason": "stop"}
+                    for i in range(k)
+                ]
+                self._json(200, {"choices": choices, "usage": {"prompt_tokens": 17, "completion_tokens": 30 * k}})
+
+            def _json(self, status, payload, headers=None):
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture(autouse=True)
+def fast_backoff(monkeypatch):
+    monkeypatch.setattr(openai_server, "_BACKOFF_BASE_S", 0.01)
+
+
+async def _generate_against(double: FaultInjectingServer, params: SamplingParams, **kwargs):
+    backend = OpenAIBackend("double", base_url=double.url, **kwargs)
+    await backend.start()
+    try:
+        return backend, await backend.generate(PROMPT, params, "x")
+    finally:
+        await backend.close()
+
+
+async def test_retries_5xx_429_and_dropped_connections_then_succeeds():
+    with FaultInjectingServer([503, "drop", 429, 502, "ok"]) as double:
+        backend, completions = await _generate_against(double, SamplingParams(max_tokens=9), max_retries=4)
+    assert [c.text for c in completions] == ["sample 0 "]
+    assert backend.requests_sent == 5
+    assert all(r["max_tokens"] == 9 for r in double.requests)
+
+
+async def test_request_timeout_is_retried():
+    with FaultInjectingServer([("sleep", 1.0), "ok"]) as double:
+        backend, completions = await _generate_against(double, SamplingParams(), max_retries=2, request_timeout_s=0.3)
+    assert len(completions) == 1 and backend.requests_sent == 2
+
+
+async def test_gives_up_after_max_retries_with_the_reason():
+    with FaultInjectingServer([500]) as double:
+        with pytest.raises(BackendError, match=r"after 3 attempts; last: HTTP 500.*scripted 500"):
+            await _generate_against(double, SamplingParams(), max_retries=2)
+        assert len(double.requests) == 3
+
+
+async def test_client_errors_are_not_retried():
+    with FaultInjectingServer([400]) as double:
+        with pytest.raises(BackendError, match="HTTP 400"):
+            await _generate_against(double, SamplingParams(), max_retries=5)
+        assert len(double.requests) == 1
+
+
+async def test_missing_samples_requested_with_derived_seeds_and_vllm_extras():
+    with FaultInjectingServer(["ok"], choices_per_request=2) as double:
+        params = SamplingParams(n=5, seed=42, top_k=20, min_p=0.05, stop=["```\n"], max_tokens=64)
+        backend, completions = await _generate_against(double, params)
+    assert len(completions) == 5
+    asked = [r["n"] for r in double.requests]
+    assert asked[0] == 5 and sum(min(a, 2) for a in asked) >= 5 and len(asked) == 3
+    seeds = [r["seed"] for r in double.requests]
+    assert seeds == [42, topup_seed(42, 1), topup_seed(42, 2)]
+    for r in double.requests:
+        assert r["top_k"] == 20 and r["min_p"] == 0.05 and r["stop"] == ["```\n"] and r["max_tokens"] == 64
+
+
+async def test_unset_vllm_extras_are_not_sent():
+    # Strict servers (transformers serve) reject unknown fields with HTTP 422.
+    with FaultInjectingServer(["ok"]) as double:
+        await _generate_against(double, SamplingParams())
+    assert "top_k" not in double.requests[0] and "min_p" not in double.requests[0] and "seed" not in double.requests[0]
+
+
+async def test_usage_total_is_split_over_choices():
+    with FaultInjectingServer(["ok"], choices_per_request=3) as double:
+        _, completions = await _generate_against(double, SamplingParams(n=3))
+    counts = [c.completion_tokens for c in completions]
+    assert sum(counts) == 90  # the server's total
+    assert counts[0] < counts[1] < counts[2]  # longer texts got more of it
+    assert all(c.prompt_tokens == 17 for c in completions)
+
+
+async def test_api_key_is_read_from_the_named_variable_and_never_recorded(monkeypatch):
+    monkeypatch.setenv("ARCSYNTH_TEST_KEY", "sk-secret-123")
+    with FaultInjectingServer(["ok"]) as double:
+        backend, _ = await _generate_against(double, SamplingParams(), api_key_env="ARCSYNTH_TEST_KEY")
+    assert double.headers[0]["Authorization"] == "Bearer sk-secret-123"
+    assert "sk-secret-123" not in json.dumps(backend.provenance())
+
+
+async def test_missing_api_key_variable_is_named():
+    backend = OpenAIBackend("m", base_url="http://127.0.0.1:9", api_key_env="ARCSYNTH_UNSET_KEY_VAR")
+    with pytest.raises(BackendError, match="ARCSYNTH_UNSET_KEY_VAR"):
+        await backend.start()
+
+
+def test_token_count_without_tokenizer_is_a_flagged_estimate():
+    backend = OpenAIBackend("m", base_url="http://127.0.0.1:9")
+    assert backend.token_counts_estimated
+    n = backend.count_tokens([Message(role="user", content="x" * 350)])
+    assert 100 <= n <= 110
+    assert backend.provenance()["token_counts"] == "estimate"

@@ -1,0 +1,125 @@
+"""Replay: the backend serves recorded completions and refuses a diverged run;
+a real recorded SmolLM2 run replays to identical results."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent.backends import BackendError, Message, SamplingParams
+from agent.backends.replay import ReplayBackend, ReplayDivergence, TokenCountRecorder, messages_digest
+from agent.rundir import RunDir, compare_runs
+from agent.trace import CompletionEvent, PromptEvent, TaskStart, TraceWriter, read_trace
+
+ROOT = Path(__file__).resolve().parents[2]
+
+MSGS = [Message(role="system", content="You write Python."), Message(role="user", content="Task 1")]
+
+
+def record(run: Path, *events) -> None:
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "config.toml").write_text("")
+    (run / "provenance.json").write_text(json.dumps({"config_hash": "h", "model": {"backend": "transformers", "model": "smollm2"}}))
+    with TraceWriter(run / "trace.jsonl") as w:
+        for ev in events:
+            w.write(ev)
+
+
+def prompt(rid: str, msgs=MSGS, tokens: int = 11) -> PromptEvent:
+    return PromptEvent(task_id="t", request_id=rid, round=0, kind="first",
+                       messages=[m.model_dump() for m in msgs], prompt_tokens=tokens, sampling={"n": 2})
+
+
+def completion(rid: str, index: int, text: str) -> CompletionEvent:
+    return CompletionEvent(task_id="t", request_id=rid, index=index, text=text, prompt_tokens=11,
+                           completion_tokens=7 + index, finish_reason="length" if index else "stop", latency_s=1.25)
+
+
+async def test_serves_recorded_completions_exactly(tmp_path):
+    run = tmp_path / "run"
+    # index order on disk differs from index order: replay orders by index
+    record(run, TaskStart(task_id="t", n_train=1, n_test=1), prompt("t/r0/q0"),
+           completion("t/r0/q0", 1, "second"), completion("t/r0/q0", 0, "first"))
+    b = ReplayBackend(run)
+    await b.start()
+    out = await b.generate(MSGS, SamplingParams(n=2), "t/r0/q0")
+    assert [c.text for c in out] == ["first", "second"]
+    assert [(c.completion_tokens, c.finish_reason, c.latency_s, c.prompt_tokens) for c in out] == [
+        (7, "stop", 1.25, 11), (8, "length", 1.25, 11)]
+    assert b.count_tokens(MSGS) == 11
+    assert b.model_id == "smollm2"
+    assert b.provenance()["source_run"] == "run" and b.provenance()["source_model"]["model"] == "smollm2"
+
+
+async def test_a_different_prompt_is_a_divergence(tmp_path):
+    run = tmp_path / "run"
+    record(run, prompt("t/r0/q0"), completion("t/r0/q0", 0, "x"), completion("t/r0/q0", 1, "y"))
+    b = ReplayBackend(run)
+    await b.start()
+    other = [MSGS[0], Message(role="user", content="Task 2")]
+    with pytest.raises(ReplayDivergence, match=r"t/r0/q0: prompt message 1 differs"):
+        await b.generate(other, SamplingParams(n=2), "t/r0/q0")
+    with pytest.raises(ReplayDivergence, match="t/r9/q9 was never made"):
+        await b.generate(MSGS, SamplingParams(n=2), "t/r9/q9")
+    with pytest.raises(ReplayDivergence, match="3 completions asked, 2 recorded"):
+        await b.generate(MSGS, SamplingParams(n=3), "t/r0/q0")
+    with pytest.raises(ReplayDivergence, match="never built"):
+        b.count_tokens(other)
+
+
+async def test_last_attempt_of_a_resumed_task_is_served(tmp_path):
+    run = tmp_path / "run"
+    record(run, prompt("t/r0/q0"), completion("t/r0/q0", 0, "killed run"),
+           prompt("t/r0/q0"), completion("t/r0/q0", 0, "resumed run"))
+    b = ReplayBackend(run)
+    await b.start()
+    assert [c.text for c in await b.generate(MSGS, SamplingParams(n=1), "t/r0/q0")] == ["resumed run"]
+
+
+async def test_token_counts_of_unsent_prompts_are_recorded_and_replayed(tmp_path):
+    class Counter:  # TEST DOUBLE of a backend with a tokenizer
+        name, model_id = "counter", "counter"
+
+        def count_tokens(self, messages):
+            return 1000 + len(messages[-1].content)
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.toml").write_text("")
+    with TraceWriter(run / "trace.jsonl") as w:
+        wrapped = TokenCountRecorder(Counter(), w.write)
+        big = [Message(role="user", content="a long prompt that got shrunk")]
+        assert wrapped.count_tokens(big) == 1029
+        assert wrapped.count_tokens(big) == 1029  # recorded once
+        w.write(prompt("t/r0/q0"))
+    assert sum(e.event == "token_count" for e in read_trace(run / "trace.jsonl")) == 1
+    b = ReplayBackend(run)
+    await b.start()
+    assert b.count_tokens(big) == 1029
+    assert b.count_tokens(MSGS) == 11
+    assert wrapped.model_id == "counter"  # everything else passes through
+
+
+async def test_no_trace_is_a_backend_error(tmp_path):
+    with pytest.raises(BackendError, match="no trace.jsonl"):
+        await ReplayBackend(tmp_path).start()
+
+
+def test_compare_runs_names_differences(tmp_path):
+    a, b = RunDir.create(tmp_path / "a"), RunDir.create(tmp_path / "b")
+    for rd, passed in ((a, 2), (b, 3)):
+        rd.write_result("t", {"task_id": "t", "n_passing": passed, "wall_s": 1.0 + passed})
+        with TraceWriter(rd.trace_path) as w:
+            w.write(TaskStart(task_id="t", n_train=1, n_test=1))
+            w.write(completion("t/r0/q0", 0, "same"))
+    b.write_result("u", {"task_id": "u"})
+    diffs = compare_runs(a.path, b.path)
+    assert any("task t: result differs at n_passing: 2 vs 3" in d for d in diffs)
+    assert any("task u: finished in" in d for d in diffs)
+    assert not any("wall_s" in d for d in diffs)  # timings are not results
+    assert compare_runs(a.path, a.path) == []
