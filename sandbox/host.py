@@ -8,6 +8,7 @@ unix seqpacket socket:
 
 - ``spawn`` (with two pipe fds attached): fork a hardened worker on those pipes
 - ``kill``: SIGKILL a worker, reap it, and say how it ended
+- ``discard``: the same, without a reply
 """
 
 from __future__ import annotations
@@ -149,10 +150,13 @@ def main(spec_json: str) -> None:
                     os.close(fd)
                 workers.add(pid)
                 ctrl.sendall(json.dumps({"pid": pid}).encode())
-            elif op == "kill":
+            elif op in ("kill", "discard"):
+                # discard: the same without a reply, for workers whose end
+                # status nobody needs; the trusted side does not wait for it.
                 pid = int(cmd["pid"])
                 if pid not in workers:
-                    ctrl.sendall(b'{"status": "unknown worker"}')
+                    if op == "kill":
+                        ctrl.sendall(b'{"status": "unknown worker"}')
                     continue
                 try:
                     os.kill(pid, signal.SIGKILL)
@@ -160,7 +164,8 @@ def main(spec_json: str) -> None:
                     pass
                 _, status = os.waitpid(pid, 0)
                 workers.discard(pid)
-                ctrl.sendall(json.dumps({"status": _describe_status(status)}).encode())
+                if op == "kill":
+                    ctrl.sendall(json.dumps({"status": _describe_status(status)}).encode())
             else:
                 for fd in fds:
                     os.close(fd)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import socket
 import subprocess
 from dataclasses import dataclass, field
@@ -155,6 +156,14 @@ class Host:
         reply = await self.call({"op": "kill", "pid": w.pid})
         return str(reply.get("status", ""))
 
+    def discard(self, w: Worker) -> None:
+        """SIGKILL and reap ``w`` without waiting for it."""
+        w.close_fds()
+        try:
+            self.sock.send(json.dumps({"op": "discard", "pid": w.pid}).encode())
+        except OSError as e:
+            raise SandboxError(f"the sandbox host stopped answering: {e!r}") from e
+
     def close(self) -> None:
         try:
             self.sock.close()
@@ -228,9 +237,20 @@ async def _send(loop: asyncio.AbstractEventLoop, w: Worker, data: bytes, deadlin
     return True
 
 
-async def exchange(w: Worker, request: bytes, nonce: int, npairs: int, pair_timeout: float, candidate_timeout: float) -> Exchange:
-    """Send one candidate and collect its pair results and end frame, within the limits."""
+async def exchange(w: Worker, source: str, inputs: list, pair_timeout: float, candidate_timeout: float) -> Exchange:
+    """Send one candidate and collect its pair results and end frame, within the limits.
+
+    The worker batches its frames (see ``protocol.encode_request``) and writes
+    whatever it holds once ``pair_timeout / 4`` has passed, so silence longer
+    than 1.25 x ``pair_timeout`` means the pair being run is over its limit;
+    pairs that finished but took longer than ``pair_timeout`` are judged from
+    their reported runtime by the caller.
+    """
     loop = asyncio.get_running_loop()
+    nonce = secrets.randbits(64)
+    flush_s = pair_timeout / 4
+    request = P.encode_request(nonce, source, inputs, flush_s)
+    npairs = len(inputs)
     start = loop.time()
     last = start
     cand_deadline = start + candidate_timeout
@@ -241,7 +261,9 @@ async def exchange(w: Worker, request: bytes, nonce: int, npairs: int, pair_time
             return Exchange(results, "timeout", elapsed=loop.time() - start)
         for i in range(npairs + 1):
             # The end frame (gc and state check) gets a pair's limit too.
-            deadline = min(last + pair_timeout, cand_deadline) if i < npairs else last + pair_timeout
+            deadline = last + pair_timeout + flush_s
+            if i < npairs:
+                deadline = min(deadline, cand_deadline)
             body = await _recv(loop, w, deadline)
             if body is None:
                 return Exchange(results, "timeout", elapsed=loop.time() - start)

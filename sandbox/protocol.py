@@ -29,7 +29,7 @@ KIND_INVALID = 2
 KIND_END = 3
 
 _LEN = struct.Struct("<I")
-_REQ_HEAD = struct.Struct("<4sQHI")  # magic, nonce, npairs, source bytes
+_REQ_HEAD = struct.Struct("<4sQdHI")  # magic, nonce, flush interval, npairs, source bytes
 _RES_HEAD = struct.Struct("<4sQHBd")  # magic, nonce, pair index, kind, runtime
 
 
@@ -40,10 +40,15 @@ class ProtocolError(Exception):
 # ---- requests (trusted side writes, worker reads) ----
 
 
-def encode_request(nonce: int, source: str, inputs: list[tuple[int, int, bytes]]) -> bytes:
-    """``inputs`` are (height, width, uint8 cell bytes) triples."""
+def encode_request(nonce: int, source: str, inputs: list[tuple[int, int, bytes]], flush_s: float) -> bytes:
+    """``inputs`` are (height, width, uint8 cell bytes) triples.
+
+    The worker holds results back and sends them in one write, except that it
+    sends what it has whenever ``flush_s`` passed since its last write, so the
+    trusted side sees progress on slow programs.
+    """
     src = source.encode("utf-8", "surrogatepass")
-    parts = [_REQ_HEAD.pack(REQ_MAGIC, nonce, len(inputs), len(src)), src]
+    parts = [_REQ_HEAD.pack(REQ_MAGIC, nonce, flush_s, len(inputs), len(src)), src]
     for h, w, cells in inputs:
         parts.append(bytes((h, w)))
         parts.append(cells)
@@ -51,8 +56,8 @@ def encode_request(nonce: int, source: str, inputs: list[tuple[int, int, bytes]]
     return _LEN.pack(len(body)) + body
 
 
-def decode_request(body: bytes) -> tuple[int, str, list[tuple[int, int, bytes]]]:
-    magic, nonce, npairs, srclen = _REQ_HEAD.unpack_from(body, 0)
+def decode_request(body: bytes) -> tuple[int, float, str, list[tuple[int, int, bytes]]]:
+    magic, nonce, flush_s, npairs, srclen = _REQ_HEAD.unpack_from(body, 0)
     if magic != REQ_MAGIC:
         raise ProtocolError("bad request magic")
     pos = _REQ_HEAD.size
@@ -64,7 +69,7 @@ def decode_request(body: bytes) -> tuple[int, str, list[tuple[int, int, bytes]]]
         pos += 2
         inputs.append((h, w, body[pos : pos + h * w]))
         pos += h * w
-    return nonce, source, inputs
+    return nonce, flush_s, source, inputs
 
 
 # ---- results (worker writes, trusted side reads) ----

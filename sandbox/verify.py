@@ -10,13 +10,12 @@ import asyncio
 import json
 import os
 import re
-import secrets
 import time
 from typing import Iterable
 
 import numpy as np
 
-from arcsynth.grid import GridError, grid_to_list, grids_equal, parse_grid
+from arcsynth.grid import GridError, grids_equal, parse_grid
 from arcsynth.task import Task
 from sandbox import layers as L
 from sandbox import protocol as P
@@ -31,15 +30,33 @@ MAX_CANDIDATES_PER_WORKER = 500
 MAX_SOURCE_BYTES = 1 << 20
 _HOST_START_TIMEOUT_S = 120.0
 
-# Programs that reach for interpreter internals retire their worker afterwards,
-# whatever the state check says: it compares module namespaces, but a program
-# holding frames, gc or ctypes can change things it does not see. Ordinary
-# numpy programs never match, so this costs one fork for the rare ones that do.
+# Programs that reach for interpreter internals, or import anything but the
+# modules offered to programs, retire their worker afterwards whatever the state
+# check says: it compares the offered modules' namespaces, but a program holding
+# frames, gc, ctypes or the worker's own modules can change what it does not see.
+# Ordinary ARC programs never match, so this costs one fork for the rare ones.
 _RISKY = re.compile(
     r"__|\b(ctypes|gc|sys|os|posix|signal|threading|_thread|builtins|importlib|inspect|atexit|weakref|"
     r"faulthandler|resource|socket|subprocess|multiprocessing|mmap|fcntl|exec|eval|compile|open|globals|"
-    r"locals|vars|getattr|setattr|delattr)\b|\bf_(back|globals|locals|builtins)|\b(gi|cr|ag|tb)_frame"
+    r"locals|vars|getattr|setattr|delattr|sandbox)\b|\bf_(back|globals|locals|builtins)|\b(gi|cr|ag|tb)_frame|"
+    # private modules and attributes (numpy's internals are not watched)
+    r"\._|\bimport[ \t]+_|\bimport[^\n#]*,[ \t]*_"
 )
+_IMPORT = re.compile(r"^[ \t]*(?:from[ \t]+(\S+)[ \t]+import|import[ \t]+([^#;\n]+))", re.M)
+_OFFERED = frozenset(
+    "math cmath itertools collections functools copy heapq bisect re typing dataclasses operator statistics random "
+    "string fractions decimal enum abc numbers array queue json time numpy scipy".split()
+)
+
+
+def _retires_worker(source: str) -> bool:
+    if _RISKY.search(source):
+        return True
+    for m in _IMPORT.finditer(source):
+        names = [m.group(1)] if m.group(1) else [part.split()[0] for part in m.group(2).split(",") if part.strip()]
+        if any(name.split(".")[0] not in _OFFERED for name in names):
+            return True
+    return False
 
 
 class Sandbox:
@@ -221,10 +238,8 @@ class Sandbox:
                 w = await host.spawn(slot, False)
                 self._workers[slot] = w
                 self._stats["respawns"] += 1
-        nonce = secrets.randbits(64)
-        request = P.encode_request(nonce, source, inputs)
         try:
-            ex = await exchange(w, request, nonce, len(inputs), self.config.pair_timeout_s, self.config.candidate_timeout_s)
+            ex = await exchange(w, source, inputs, self.config.pair_timeout_s, self.config.candidate_timeout_s)
         except BaseException:
             # Cancelled mid-candidate: the worker may still be running it.
             if not once:
@@ -233,16 +248,19 @@ class Sandbox:
             raise
         self._stats["busy_s"] += ex.elapsed
         retire = once or ex.outcome != "ok" or bool(ex.taint) or w.used >= MAX_CANDIDATES_PER_WORKER
-        retire = retire or _RISKY.search(source) is not None
+        retire = retire or _retires_worker(source)
         if retire:
             if not once:
                 self._workers[slot] = None
-            status = await host.kill(w)
             if ex.outcome == "died":
-                ex.detail = status
+                ex.detail = await host.kill(w)
                 self._stats["crashes"] += 1
-            elif ex.outcome == "timeout":
-                self._stats["timeouts"] += 1
+            else:
+                self._stats["timeouts"] += ex.outcome == "timeout"
+                try:
+                    host.discard(w)
+                except BlockingIOError:
+                    self._abandoned.append(w)
         return ex
 
     # ---- verdicts ----
@@ -255,7 +273,13 @@ class Sandbox:
         for i, pair in enumerate(pairs):
             expected = pair.output if (i < n_train or check_test) else None
             if i < failed_at:
-                out.append(_pair_verdict(ex.results[i], expected))
+                r = ex.results[i]
+                if r.runtime > self.config.pair_timeout_s:
+                    msg = f"took {r.runtime:.2f} s, over the {self.config.pair_timeout_s:g} s pair limit"
+                    shape = tuple(expected.shape) if expected is not None else None
+                    out.append(PairVerdict(status="timeout", error_type="Timeout", error=msg, expected_shape=shape, runtime_s=r.runtime))
+                else:
+                    out.append(_pair_verdict(r, expected))
             else:
                 out.append(self._failure(ex, i, failed_at, expected))
         return self._candidate(task, out, check_test, rechecked=False)
@@ -289,28 +313,31 @@ class Sandbox:
 
     def _candidate(self, task: Task, verdicts: list[PairVerdict], check_test: bool, *, rechecked: bool) -> CandidateVerdict:
         n = len(task.train)
-        return CandidateVerdict(train=verdicts[:n], test=verdicts[n:], isolation=list(self._layers), rechecked=rechecked)
+        return CandidateVerdict.model_construct(
+            train=verdicts[:n], test=verdicts[n:], isolation=list(self._layers), rechecked=rechecked
+        )
 
 
 def _pair_verdict(r: P.Result, expected: np.ndarray | None) -> PairVerdict:
+    # model_construct: every value below is built here from parsed, typed data,
+    # and validating a 900-cell output list again costs more than the comparison.
+    make = PairVerdict.model_construct
     shape = tuple(expected.shape) if expected is not None else None
     if r.kind == P.KIND_ERROR:
-        return PairVerdict(status="error", error_type=r.error_type or "Error", error=r.message, expected_shape=shape, runtime_s=r.runtime)
+        return make(status="error", error_type=r.error_type or "Error", error=r.message, expected_shape=shape, runtime_s=r.runtime)
     if r.kind == P.KIND_INVALID:
-        return PairVerdict(
-            status="invalid_output", error_type="InvalidOutput", error=r.message, expected_shape=shape, runtime_s=r.runtime
-        )
+        return make(status="invalid_output", error_type="InvalidOutput", error=r.message, expected_shape=shape, runtime_s=r.runtime)
     assert r.shape is not None and r.cells is not None
     try:
         grid = parse_grid(np.frombuffer(r.cells, dtype=np.uint8).reshape(r.shape))
-    except GridError as e:  # unreachable after protocol checks; kept as the single source of truth
-        return PairVerdict(status="invalid_output", error_type="InvalidOutput", error=str(e), expected_shape=shape, runtime_s=r.runtime)
-    output = grid_to_list(grid)
+    except GridError as e:  # unreachable after the frame checks; parse_grid stays the single authority
+        return make(status="invalid_output", error_type="InvalidOutput", error=str(e), expected_shape=shape, runtime_s=r.runtime)
+    output = grid.tolist()
     if expected is None:
-        return PairVerdict(status="unchecked", output=output, runtime_s=r.runtime)
+        return make(status="unchecked", output=output, runtime_s=r.runtime)
     match = grid.shape == expected.shape
-    acc = float(np.mean(grid == expected)) if match else None
-    return PairVerdict(
+    acc = float(np.count_nonzero(grid == expected)) / grid.size if match else None
+    return make(
         status="pass" if grids_equal(grid, expected) else "wrong",
         output=output,
         expected_shape=shape,

@@ -138,16 +138,11 @@ def _convert(gguf: Path, out: Path) -> None:
     (out / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2))
 
 
-def resolve_embedded_model() -> Path:
-    """The converted safetensors folder of the embedded model, converting it first if needed."""
-    target = embedded_cache_dir()
-    if read_manifest(target) is not None:
-        return target
-    gguf = embedded_gguf_path()
+def _convert_into_cache(gguf: Path, target: Path) -> None:
     root = target.parent
     with _conversion_lock(root):
         if read_manifest(target) is not None:  # another process converted it while we waited
-            return target
+            return
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=root))
         try:
             try:
@@ -161,15 +156,28 @@ def resolve_embedded_model() -> Path:
                 os.replace(target, stale / "old")
                 shutil.rmtree(stale, ignore_errors=True)
             # mkdtemp makes the folder private; the cache is meant to be shared like any other.
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o777 & ~umask)
+            os.chmod(tmp, 0o755)
             for item in tmp.iterdir():
-                os.chmod(item, 0o666 & ~umask)
+                os.chmod(item, 0o644)
             os.replace(tmp, target)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
+
+
+def resolve_embedded_model() -> Path:
+    """The converted safetensors folder of the embedded model, converting it first if needed."""
+    target = embedded_cache_dir()
+    if read_manifest(target) is not None:
+        return target
+    gguf = embedded_gguf_path()
+    try:
+        _convert_into_cache(gguf, target)
+    except OSError as exc:
+        raise BackendError(
+            f"embedded model {DEFAULT_MODEL!r}: cannot write the converted model under {target.parent} ({exc}); "
+            "point ARCSYNTH_CACHE at a writable folder"
+        ) from exc
     return target
 
 
@@ -180,3 +188,4 @@ def invalidate_embedded_cache(folder: Path) -> None:
         manifest.unlink()
     except FileNotFoundError:
         pass
+

@@ -6,6 +6,7 @@ import asyncio
 import os
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,7 @@ class TransformersBackend:
         self._dtype: Any = None
         self._weights_sha256: str | None = None
         # asyncio.Lock binds to one event loop; keep one per loop so a backend can outlive a loop.
-        self._locks: dict[int, asyncio.Lock] = {}
+        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
         self._thread_lock = threading.Lock()
 
     # -- loading -------------------------------------------------------------------------
@@ -130,16 +131,22 @@ class TransformersBackend:
             await asyncio.to_thread(self._load_sync)
 
     async def close(self) -> None:
+        on_gpu = self._device is not None and self._device != "cpu"
         self._model = None
         self._tokenizer = None
+        if on_gpu:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
 
     # -- generation ----------------------------------------------------------------------
 
     def _loop_lock(self) -> asyncio.Lock:
         loop = asyncio.get_running_loop()
-        lock = self._locks.get(id(loop))
+        lock = self._locks.get(loop)
         if lock is None:
-            lock = self._locks[id(loop)] = asyncio.Lock()
+            lock = self._locks[loop] = asyncio.Lock()
         return lock
 
     async def generate(self, messages: list[Message], params: SamplingParams, request_id: str = "") -> list[Completion]:

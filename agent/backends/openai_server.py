@@ -8,6 +8,7 @@ import math
 import os
 import random
 import time
+import weakref
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
@@ -99,7 +100,7 @@ class OpenAIBackend:
         self.tokenizer_path = tokenizer
         self._tokenizer: Any = None
         self._client: httpx.AsyncClient | None = None
-        self._semaphores: dict[int, asyncio.Semaphore] = {}
+        self._semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
         self._served: dict[str, Any] = {}
         # HTTP requests sent for completions, retries included (for run statistics).
         self.requests_sent = 0
@@ -147,9 +148,9 @@ class OpenAIBackend:
 
     def _semaphore(self) -> asyncio.Semaphore:
         loop = asyncio.get_running_loop()
-        sem = self._semaphores.get(id(loop))
+        sem = self._semaphores.get(loop)
         if sem is None:
-            sem = self._semaphores[id(loop)] = asyncio.Semaphore(self.concurrency)
+            sem = self._semaphores[loop] = asyncio.Semaphore(self.concurrency)
         return sem
 
     def _prompt_text(self, messages: list[Message]) -> str:

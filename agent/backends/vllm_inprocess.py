@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +74,7 @@ class VLLMBackend:
         self._queue: asyncio.Queue[_Pending] | None = None
         self._batcher: asyncio.Task | None = None
         self._batcher_loop: asyncio.AbstractEventLoop | None = None
+        self._running: list[_Pending] = []  # the batch in the engine now
         # Engine calls made, and prompts per call: what the batching achieved (run statistics).
         self.batch_sizes: list[int] = []
 
@@ -119,6 +121,7 @@ class VLLMBackend:
             await asyncio.to_thread(self._load_sync)
 
     async def close(self) -> None:
+        waiting = list(self._running)  # read before cancelling: the batcher clears it on the way out
         if self._batcher is not None:
             self._batcher.cancel()
             try:
@@ -128,18 +131,16 @@ class VLLMBackend:
             self._batcher = None
         if self._queue is not None:
             while not self._queue.empty():
-                pending = self._queue.get_nowait()
-                if not pending.future.done():
-                    pending.future.set_exception(BackendError("vLLM backend closed before the request ran"))
+                waiting.append(self._queue.get_nowait())
+        for pending in waiting:
+            if not pending.future.done():
+                pending.future.set_exception(BackendError("vLLM backend closed before the request finished"))
+        self._running = []
         self._queue = None
         self._llm = None
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:
-            pass
+        torch = sys.modules.get("torch")  # loaded by vLLM; never imported just to tidy up
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     # -- batching ------------------------------------------------------------------------
 
@@ -184,6 +185,7 @@ class VLLMBackend:
             batch = await self._collect(queue)
             if not batch:
                 continue
+            self._running = batch
             try:
                 results = await asyncio.to_thread(self._run_batch, batch)
             except Exception as exc:  # noqa: BLE001 - every caller gets the reason
@@ -192,6 +194,8 @@ class VLLMBackend:
                     if not pending.future.done():
                         pending.future.set_exception(error)
                 continue
+            finally:
+                self._running = []
             for pending, result in zip(batch, results):
                 if pending.future.done():
                     continue

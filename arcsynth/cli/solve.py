@@ -10,6 +10,7 @@ two configs); tasks that already have a result are not redone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import time
 from dataclasses import dataclass, field
@@ -177,6 +178,14 @@ def _as_dict(obj: Any) -> Any:
     return obj if isinstance(obj, dict) else str(obj)
 
 
+def _runner_totals(run_summary: Any) -> Any:
+    d = _as_dict(run_summary)
+    if isinstance(d, dict):
+        # Per-task outcomes and attempts are in results/ and submission.json already.
+        d = {k: v for k, v in d.items() if k not in ("outcomes", "submission")}
+    return d
+
+
 def build_summary(rd: Any, tasks: list[Any], dataset_name: str) -> dict[str, Any]:
     """summary.json: totals over results/ of the selected tasks, and the pass@2 score."""
     from agent.rundir import summarize_results
@@ -200,15 +209,21 @@ def build_summary(rd: Any, tasks: list[Any], dataset_name: str) -> dict[str, Any
     return summary
 
 
-async def execute_run(cfg: Any, rd: Any, tasks: list[Any], *, argv: list[str], resumed: bool, dataset_name: str, live: bool) -> dict[str, Any]:
-    """Start backend and sandbox, solve the tasks not done yet, write summary and submission."""
+async def execute_run(
+    cfg: Any, rd: Any, tasks: list[Any], *, argv: list[str], resumed: bool, dataset_name: str, live: bool,
+    backend: Any = None,
+) -> dict[str, Any]:
+    """Start backend and sandbox, solve the tasks not done yet, write summary and submission.
+
+    ``backend`` replaces the one ``cfg.model`` names (tests, embedding in other tools).
+    """
     from agent.backends import BackendError, make_backend
     from agent.backends.replay import TokenCountRecorder
     from agent.config import config_hash
     from agent.provenance import collect_provenance
     from agent.rundir import Recorder
     from agent.trace import RunEnd, RunStart
-    from sandbox import Sandbox
+    from sandbox import Sandbox, SandboxUnavailable
 
     started_at = datetime.now(timezone.utc)
     t0 = time.monotonic()
@@ -217,27 +232,32 @@ async def execute_run(cfg: Any, rd: Any, tasks: list[Any], *, argv: list[str], r
     counters = RunCounters(total=len(tasks), done=len(done_ids))
     run_summary: Any = None
     with Recorder(rd) as recorder:
-        try:
-            backend = make_backend(cfg.model)
-            await backend.start()
-        except BackendError as e:
-            raise SolveFailure(f"model backend '{cfg.model.backend}' cannot serve: {e}") from None
-        try:
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                sb = await stack.enter_async_context(Sandbox(cfg.sandbox))
+            except SandboxUnavailable as e:
+                raise SolveFailure(f"sandbox: {e}") from None
+            if backend is None:
+                backend = make_backend(cfg.model)
+            try:
+                await backend.start()
+            except BackendError as e:
+                raise SolveFailure(f"model backend '{cfg.model.backend}' cannot serve: {e}") from None
+            stack.push_async_callback(backend.close)
             backend = TokenCountRecorder(backend, recorder.emit)
-            async with Sandbox(cfg.sandbox) as sb:
-                rd.write_provenance(collect_provenance(
-                    config_hash=chash, seed=cfg.seed, argv=argv, backend=backend,
-                    sandbox_layers=list(getattr(sb, "layers", []) or []), started_at=started_at, resumed=resumed,
-                ))
-                recorder.emit(RunStart(run_id=rd.run_id, config_hash=chash, resumed=resumed))
-                from agent.runner import run_tasks
+            rd.write_provenance(collect_provenance(
+                config_hash=chash, seed=cfg.seed, argv=argv, backend=backend,
+                sandbox_layers=list(getattr(sb, "layers", []) or []), started_at=started_at, resumed=resumed,
+            ))
+            recorder.emit(RunStart(run_id=rd.run_id, config_hash=chash, resumed=resumed))
+            from agent.runner import run_tasks
 
-                with ProgressDisplay(counters, live=live) as progress:
-                    recorder.add_listener(progress)
-                    run_summary = await run_tasks(tasks, cfg, backend, sb, recorder, done=done_ids)
-                sandbox_stats = _as_dict(getattr(sb, "stats", None))
-        finally:
-            await backend.close()
+            with ProgressDisplay(counters, live=live) as progress:
+                recorder.add_listener(progress)
+                run_summary = await run_tasks(tasks, cfg, backend, sb, recorder, done=done_ids)
+                if recorder.error is not None:  # a caller swallowed it; the run is not recorded
+                    raise recorder.error
+            sandbox_stats = _as_dict(getattr(sb, "stats", None))
         wall = time.monotonic() - t0
         summary = build_summary(rd, tasks, dataset_name)
         summary.update({
@@ -247,7 +267,7 @@ async def execute_run(cfg: Any, rd: Any, tasks: list[Any], *, argv: list[str], r
             "session_completion_tokens": counters.completion_tokens,
             "session_completion_tokens_per_s": counters.completion_tokens / wall if wall > 0 else None,
             "sandbox_stats": sandbox_stats if isinstance(sandbox_stats, dict) else None,
-            "runner": _as_dict(run_summary),
+            "runner": _runner_totals(run_summary),
         })
         rd.write_summary(summary)
         rd.write_submission([t.id for t in tasks])

@@ -22,27 +22,27 @@ slow = pytest.mark.slow
 
 @slow
 async def test_n_sampled_completions_with_token_counts(smollm2_backend: TransformersBackend):
-    params = SamplingParams(n=4, temperature=0.9, max_tokens=24, seed=11)
+    params = SamplingParams(n=4, temperature=0.9, max_tokens=12, seed=11)
     completions = await smollm2_backend.generate(PROMPT, params, "t/r0/q0")
     assert len(completions) == 4
     prompt_tokens = smollm2_backend.count_tokens(PROMPT)
     tokenizer = smollm2_backend._tokenizer
     for c in completions:
         assert c.prompt_tokens == prompt_tokens
-        assert 1 <= c.completion_tokens <= 24
+        assert 1 <= c.completion_tokens <= 12
         assert c.finish_reason in ("stop", "length")
         if c.finish_reason == "length":
-            assert c.completion_tokens == 24
-            # All 24 generated tokens are text (none is the end-of-turn token).
-            assert len(tokenizer(c.text, add_special_tokens=False)["input_ids"]) == pytest.approx(24, abs=2)
+            assert c.completion_tokens == 12
+            # All 12 generated tokens are text (none is the end-of-turn token).
+            assert len(tokenizer(c.text, add_special_tokens=False)["input_ids"]) == pytest.approx(12, abs=2)
         assert c.latency_s > 0
-    # Sampled, not copied: four samples of 24 tokens at temperature 0.9 differ.
+    # Sampled, not copied: four samples of 12 tokens at temperature 0.9 differ.
     assert len({c.text for c in completions}) > 1
 
 
 @slow
 async def test_fixed_seed_reproduces_samples(smollm2_backend: TransformersBackend):
-    params = SamplingParams(n=2, temperature=1.0, max_tokens=16, seed=1234)
+    params = SamplingParams(n=2, temperature=1.0, max_tokens=8, seed=1234)
     first = await smollm2_backend.generate(PROMPT, params, "a")
     second = await smollm2_backend.generate(PROMPT, params, "b")
     other = await smollm2_backend.generate(PROMPT, params.model_copy(update={"seed": 99}), "c")
@@ -59,7 +59,7 @@ async def test_max_tokens_is_a_hard_cap(smollm2_backend: TransformersBackend):
 
 @slow
 async def test_stop_string_ends_the_completion_before_it(smollm2_backend: TransformersBackend):
-    greedy = SamplingParams(n=1, temperature=0.0, max_tokens=40)
+    greedy = SamplingParams(n=1, temperature=0.0, max_tokens=24)
     [free] = await smollm2_backend.generate(PROMPT, greedy, "free")
     words = free.text.split()
     assert len(words) > 4, free.text
@@ -84,7 +84,7 @@ async def test_generation_leaves_the_event_loop_free(smollm2_backend: Transforme
             ticks += 1
 
     task = asyncio.create_task(ticker())
-    params = SamplingParams(n=1, temperature=0.5, max_tokens=16, seed=5)
+    params = SamplingParams(n=1, temperature=0.5, max_tokens=8, seed=5)
     # Two requests at once: serialised by the backend, both answered.
     results = await asyncio.gather(
         smollm2_backend.generate(PROMPT, params, "p1"), smollm2_backend.generate(PROMPT, params, "p2")

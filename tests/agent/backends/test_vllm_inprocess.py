@@ -164,6 +164,22 @@ async def test_a_failing_prompt_fails_only_its_own_request():
     await backend.close()
 
 
+async def test_close_fails_requests_still_waiting_instead_of_leaving_them_hanging():
+    backend = _backend(batch_window_s=0.0)
+    await backend.start()
+    llm = backend._llm
+    llm.gate = threading.Event()
+    running = asyncio.create_task(backend.generate(_ask("running"), SamplingParams(), "a"))
+    await asyncio.to_thread(llm.entered.wait, 5)
+    queued = asyncio.create_task(backend.generate(_ask("queued"), SamplingParams(), "b"))
+    await asyncio.sleep(0.02)
+    await backend.close()
+    llm.gate.set()
+    for task in (running, queued):
+        with pytest.raises(BackendError, match="closed"):
+            await asyncio.wait_for(task, 5)
+
+
 async def test_missing_vllm_is_a_clear_backend_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "vllm", None)  # import vllm -> ImportError
     with pytest.raises(BackendError, match=r"pip install 'arcsynth\[vllm\]'"):

