@@ -80,7 +80,6 @@ async def solve_task(task: Task, ctx: SolveContext) -> TaskOutcome:
     try:
         for round in range(ctx.config.budget.rounds):
             await search.run_round(search.plan_round(round))
-            search.check_enough()
     except StopSolving as stop:
         stop_reason = stop.reason
     except PromptTooLong as e:

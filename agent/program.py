@@ -39,6 +39,7 @@ import builtins
 import hashlib
 import keyword
 import re
+import textwrap
 from dataclasses import dataclass
 from typing import Literal, Optional
 
@@ -118,9 +119,15 @@ def _fenced_blocks(text: str) -> list[_Block]:
             if s and set(s) == {fence[0]} and len(s) >= len(fence):
                 closed = True
                 break
+            if s.endswith(fence) and not s.endswith(fence[0] * (len(fence) + 1)):
+                # "    return out```": the model closed the fence on the last code line.
+                body.append(lines[j].rstrip()[: -len(fence)])
+                closed = True
+                break
             body.append(lines[j])
             j += 1
-        blocks.append(_Block(lang=lang, code="\n".join(body).strip("\n"), closed=closed))
+        # Dedent: a block inside a markdown list item is indented as a whole.
+        blocks.append(_Block(lang=lang, code=textwrap.dedent("\n".join(body)).strip("\n"), closed=closed))
         i = j + 1
     return blocks
 
@@ -186,7 +193,7 @@ def _syntax_detail(error: BaseException, code: str) -> str:
         line = error.lineno or 0
         lines = code.split("\n")
         text = lines[line - 1].rstrip() if 0 < line <= len(lines) else (error.text or "").rstrip()
-        out = f"SyntaxError at line {line}: {error.msg}"
+        out = f"SyntaxError at line {line}: {error.msg}" if line else f"SyntaxError: {error.msg}"
         return out + (f"\n    {text.strip()}" if text.strip() else "")
     return f"{type(error).__name__}: {error}"
 
@@ -365,7 +372,9 @@ def _extract(text: str, finish_reason: Optional[str]) -> Extraction:
         _, err = _parse(code)
         if err is not None:
             return Extraction(status="syntax_error", source=code, detail=_lines(_syntax_detail(err, code), _cut_notes(finish_reason)))
-    what = "no ```python code block" + (" (only blocks labelled " + ", ".join(sorted({b.lang for b in blocks})) + ")" if blocks else "")
+    what = "no ```python code block"
+    if blocks:
+        what += " (only empty or non-Python blocks: " + ", ".join(sorted({b.lang or "unlabelled" for b in blocks})) + ")"
     return Extraction(status="no_code", detail=_join(f"The reply has {what} and no Python code.", _cut_notes(finish_reason)))
 
 

@@ -352,8 +352,12 @@ def summarize_results(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------
 # Comparing runs (replay checks)
 
-VOLATILE_KEYS = frozenset({"t", "wall_s", "runtime_s", "elapsed_s", "started_at"})
-"""Fields that measure time: they differ between a run and its replay by nature."""
+VOLATILE_KEYS = frozenset({"t", "wall_s", "runtime_s", "elapsed_s", "started_at", "behaviour_duplicate_of"})
+"""Fields that differ between a run and its replay by nature: timings, and
+``behaviour_duplicate_of``, which names whichever of two programs with the same
+outputs finished verification first (a race between sandbox workers). Nothing
+downstream depends on it: the loop picks representatives, parents and votes by
+program order, and those are compared."""
 
 _COMPARED_EVENTS = ("prompt", "completion", "program", "verdict", "vote", "attempts", "task_skipped", "task_error", "task_result")
 

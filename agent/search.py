@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import random
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal
 
-from agent.backends.base import BackendError, Completion, SamplingParams
+from agent.backends.base import Completion, SamplingParams
 from agent.budget import BudgetExhausted, EnoughPassing, StopSolving, TaskBudget
 from agent.candidate import Behaviour, Candidate, CandidatePool
 from agent.program import extract_program, program_hash
@@ -68,25 +68,28 @@ class TaskSearch:
 
     # -- planning ----------------------------------------------------------------------
 
-    def plan_round(self, round: int) -> list[Request]:
-        """The requests of one round; raises BudgetExhausted when not even one fits."""
+    def plan_round(self, round: int) -> Iterator[Request]:
+        """The requests of one round, planned one at a time as they are sent.
+
+        Raises BudgetExhausted when not even the first request fits; later ones
+        that do not fit are simply not made.
+        """
         self.budget.check_time()
-        parents = self.pool.refinable()
+        parents = self.pool.refinable()  # a snapshot: requests of this round do not refine each other
         if round == 0:
             count = self.ctx.config.budget.first_prompts
         else:
             count = self.ctx.config.budget.refine_prompts
             if count == 0:
                 raise StopSolving("no refinement prompts configured")
-        requests = []
         for q in range(count):
             try:
-                requests.append(self._plan_request(round, q, parents))
+                request = self._plan_request(round, q, parents)
             except BudgetExhausted:
-                if not requests:
+                if q == 0:
                     raise
-                break
-        return requests
+                return
+            yield request
 
     def _plan_request(self, round: int, q: int, parents: list[Behaviour]) -> Request:
         cfg = self.ctx.config
@@ -134,14 +137,17 @@ class TaskSearch:
 
     # -- running -----------------------------------------------------------------------
 
-    async def run_round(self, requests: list[Request]) -> None:
-        """Send every request at once; each is verified as soon as it returns.
+    async def run_round(self, requests: Iterable[Request]) -> None:
+        """Send every request as soon as its prompt is built; verify each as it returns.
 
         Returns when all are done; raises EnoughPassing or BudgetExhausted (wall
         time) early, cancelling the requests still waiting for the model.
         """
-        pending = {asyncio.ensure_future(self.run_request(r)) for r in requests}
+        pending: set[asyncio.Future] = set()
         try:
+            for request in requests:
+                pending.add(asyncio.ensure_future(self.run_request(request)))
+                await asyncio.sleep(0)  # let it go out before the next prompt is built
             while pending:
                 done, pending = await asyncio.wait(
                     pending, timeout=self.budget.time_left(), return_when=asyncio.FIRST_COMPLETED
@@ -187,7 +193,7 @@ class TaskSearch:
         for attempt in range(retries + 1):
             try:
                 return await self.ctx.backend.generate(req.prompt.messages, req.params, req.request_id)
-            except (BackendError, OSError, RuntimeError, ValueError) as e:
+            except Exception as e:  # noqa: BLE001 - any failure of the backend is retried, then reported
                 if attempt == retries:
                     raise BackendFailed(req.request_id, e) from e
                 await asyncio.sleep(self.ctx.retry_backoff_s * (2**attempt))

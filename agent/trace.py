@@ -5,6 +5,11 @@ the event in flight; a torn last line is skipped on read. The field ``event`` is
 the tag of the union; ``v`` is the format version. Field order is the file
 format: add fields at the end, with defaults, and bump TRACE_VERSION when a
 reader of the old version would misread the new one.
+
+A resumed run appends to the same file (a new RunStart with ``resumed=True``) and
+redoes the tasks that had no result, so a task can have several attempts, each
+starting with its TaskStart. Readers must take the LAST attempt of each task
+(:func:`last_attempts`); the earlier ones are what a killed process left behind.
 """
 
 from __future__ import annotations

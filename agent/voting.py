@@ -21,7 +21,8 @@ from typing import Any, Sequence
 
 from pydantic import BaseModel, Field
 
-from arcsynth.grid import grid_to_list, grids_equal, parse_grid
+from arcsynth.grid import grid_to_list
+from arcsynth.scoring import Attempts
 from arcsynth.task import Task
 from agent.candidate import Behaviour, GridKey
 
@@ -41,7 +42,7 @@ class VoteGroup(BaseModel):
     pairs_passed: int = Field(description="Most train pairs passed by a program of the group.")
 
 
-class Attempts(BaseModel):
+class TaskAnswer(BaseModel):
     """The answer to one task: two grids per test input and how they were chosen."""
 
     attempts: list[dict[str, list[list[int]]]] = Field(description="Per test input {attempt_1, attempt_2} (Kaggle form).")
@@ -84,7 +85,7 @@ def rank_groups(behaviours: Sequence[Behaviour], index: int) -> list[VoteGroup]:
     return passing + near
 
 
-def vote(task: Task, behaviours: Sequence[Behaviour]) -> Attempts:
+def vote(task: Task, behaviours: Sequence[Behaviour]) -> TaskAnswer:
     """Exactly two attempts for every test input of ``task``."""
     attempts, sources, all_groups = [], [], []
     for index, pair in enumerate(task.test):
@@ -104,7 +105,7 @@ def vote(task: Task, behaviours: Sequence[Behaviour]) -> Attempts:
         attempts.append({"attempt_1": picked[0][0], "attempt_2": picked[1][0]})
         sources.append([picked[0][1], picked[1][1]])
         all_groups.append(groups)
-    return Attempts(attempts=attempts, sources=sources, groups=all_groups)
+    return TaskAnswer(attempts=attempts, sources=sources, groups=all_groups)
 
 
 def score_attempts(task: Task, attempts: Sequence[dict[str, Any]]) -> float | None:
@@ -114,8 +115,5 @@ def score_attempts(task: Task, attempts: Sequence[dict[str, Any]]) -> float | No
     """
     if not task.test_outputs_known:
         return None
-    solved = 0
-    for pair, slot in zip(task.test, attempts):
-        guesses = [parse_grid(slot[k]) for k in ("attempt_1", "attempt_2") if slot.get(k) is not None]
-        solved += any(grids_equal(g, pair.output) for g in guesses)
+    solved = sum(Attempts(**slot).solves(pair.output) for pair, slot in zip(task.test, attempts))
     return solved / len(task.test)

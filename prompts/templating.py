@@ -3,6 +3,20 @@
 The templates ship inside the package (read through ``importlib.resources`` so
 an installed wheel works) and a user directory may override any of them by
 file name: a file there wins, every other name falls back to the packaged one.
+
+Templates: ``system.j2`` (includes ``contract.j2``, the program contract, stated
+once), ``first.j2`` and ``refine.j2`` (both include ``examples.j2``). Variables:
+
+- ``encoding``: ``.name`` and ``.description`` (how to read the grids)
+- ``examples``: shown train pairs, each ``number``, ``index`` (train index),
+  ``input``, ``input_shape``, ``output``, ``output_shape`` (grids already encoded)
+- ``hidden_examples``: train pairs left out to fit the budget
+- ``tests``: shown test inputs, each ``number``, ``input``, ``input_shape``
+- ``scipy_available``, ``task_id``
+- refine only, ``parents`` (best first): ``number``, ``source``, ``fence``,
+  ``score`` (one line), ``feedback`` (per-pair text from :mod:`prompts.feedback`)
+
+Undefined variables are errors, so a typo in a user template fails loudly.
 """
 
 from __future__ import annotations

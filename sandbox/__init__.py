@@ -1,11 +1,29 @@
 """A hardened executor for candidate ARC programs.
 
 ``Sandbox`` runs ``transform(grid)`` programs in a pool of long-lived worker
-processes, each confined by the strongest layers this machine offers (see
-``sandbox.layers``), and compares their outputs in the trusted process.
+processes and compares their outputs in the trusted process::
 
-The public names are loaded on first use, so the sandbox host process, which
-imports this package, loads only the worker-side modules.
+    async with Sandbox(SandboxConfig()) as sb:
+        verdict = await sb.run(source, task)
+
+How it is built (details in each module):
+
+- ``host``: a forking parent started once with a clean environment (inside
+  bubblewrap when it works here), numpy and scipy.ndimage preloaded;
+- ``worker``: each worker hardens itself once after the fork (rlimits, its own
+  uid when started as root, Landlock, seccomp), then runs programs one by one
+  with a state check after each;
+- ``protocol``: source and input grids go in, one small binary frame per pair
+  comes out; no pickle, expected outputs never leave the trusted process;
+- ``pool`` / ``verify``: time limits, worker replacement, verdicts, and a re-run
+  of every passing program in a freshly forked process.
+
+Minimum isolation (``layers.MINIMUM``): process, rlimits, seccomp, and Landlock
+or bubblewrap; without it ``start`` raises ``SandboxUnavailable`` unless
+``SandboxConfig(unsafe=True)``. Every verdict lists the layers that were active.
+
+The public names are loaded on first use, so the host process, which imports
+this package, loads only the worker-side modules.
 """
 
 from __future__ import annotations

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-# Defaults come from the sandbox benchmark (sandbox/bench.py) on real ARC tasks:
-# realistic programs, pure-Python flood fills included, finish a pair in well under
-# 50 ms, so 0.5 s leaves a 10x margin for a loaded machine, while each infinite loop
-# (a few percent of model output) costs a whole pair limit of one core; at 0.5 s and
-# 2% loops that is 10 ms per candidate, already several times the cost of an
-# ordinary candidate, so a longer limit would mostly buy slower loops.
+# Defaults from the sandbox benchmark's program mix on real ARC tasks (2 workers):
+# pair runtimes were p50 0.02 ms, p99 ~1 ms, max ~25 ms (a pure-Python flood fill
+# on a 30x30 grid on a loaded machine). Every infinite loop costs one worker
+# (1 + FLUSH_FRACTION) x the pair limit, and on a mix with 1.7% loops that
+# dominates throughput: 182 candidates/s at 0.25 s, 125/s at 0.5 s, 77/s at 1 s.
+# 0.5 s keeps a 20x margin over the slowest realistic program for a GPU box whose
+# CPUs are also busy serving a model; use 0.25 s for more throughput.
 DEFAULT_PAIR_TIMEOUT_S = 0.5
-# Ten pairs (a large ARC task, test inputs included) at a typical 0.1 s each fit;
-# a program that is slow on every pair is cut off at 2 s instead of 10 x 0.5 s.
+# A task has up to ~10 pairs (train and test); at the pair limit on each that
+# would be 5 s of one core for a program that is merely slow everywhere.
 DEFAULT_CANDIDATE_TIMEOUT_S = 2.0
 
 

@@ -39,6 +39,24 @@ CLEAN_ENV = {
     "PYTHONDONTWRITEBYTECODE": "1",
 }
 
+
+
+def host_env() -> dict[str, str]:
+    """CLEAN_ENV, plus the library search path when the interpreter needs one to start.
+
+    LD_LIBRARY_PATH names directories, not secrets, and a Python built with
+    shared libraries outside the system paths does not start without it.
+    """
+    env = dict(CLEAN_ENV)
+    if os.environ.get("LD_LIBRARY_PATH"):
+        env["LD_LIBRARY_PATH"] = os.environ["LD_LIBRARY_PATH"]
+    return env
+
+
+def _ld_library_dirs() -> list[str]:
+    return [d for d in os.environ.get("LD_LIBRARY_PATH", "").split(":") if d and os.path.isdir(d)]
+
+
 # Imports only the worker-side modules (sandbox/__init__ loads nothing eagerly).
 _BOOT = "import os, sys; sys.path[:0] = sys.argv[1].split(os.pathsep); from sandbox.host import main; main(sys.argv[2])"
 
@@ -82,7 +100,6 @@ def library_paths() -> list[str]:
             cands.append(p)
     cands += site.getsitepackages() if hasattr(site, "getsitepackages") else []
     cands += import_paths()[1:]
-    cands.append(os.path.join(_package_parent(), "sandbox"))
     out: list[str] = []
     for p in cands:
         for q in (p, os.path.realpath(p)):
@@ -97,6 +114,11 @@ def interpreter_paths() -> list[str]:
     cands.append(os.path.dirname(os.path.realpath(sys.executable)))
     cands.append(os.path.dirname(os.path.abspath(sys.executable)))
     cands += library_paths()
+    # The host imports this package before any fork; under bubblewrap without
+    # Landlock the workers can read it too (it is public code, and the only
+    # part of the project mounted).
+    cands.append(os.path.join(_package_parent(), "sandbox"))
+    cands += _ld_library_dirs()
     out: list[str] = []
     for p in cands:
         for q in (p, os.path.realpath(p)):
@@ -129,8 +151,11 @@ def bwrap_argv(bwrap: str) -> list[str]:
     for f in ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/alternatives", "/etc/localtime"):
         argv += ["--ro-bind-try", f, f]
     argv += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
-    for p in interpreter_paths():
-        if not p.startswith("/usr/"):
+    paths = sorted(p for p in interpreter_paths() if not p.startswith("/usr/"))
+    bound: list[str] = []
+    for p in paths:  # sorted, so a parent comes before what it contains
+        if not any(p == b or p.startswith(b + "/") for b in bound):
+            bound.append(p)
             argv += ["--ro-bind", p, p]
     argv += ["--chdir", "/", "--"]
     return argv

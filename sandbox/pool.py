@@ -23,6 +23,11 @@ from sandbox import protocol as P
 # Results of one candidate fit in the pipe many times over; more is an attack.
 _MAX_BUFFERED = 64 * P.MAX_RESULT_FRAME
 _CONTROL_TIMEOUT_S = 30.0
+# Workers send their results in one write per candidate, or sooner once this
+# fraction of the pair limit has passed; a looping pair is therefore killed
+# between 1 and 1 + FLUSH_FRACTION times the pair limit. Smaller means more
+# writes for slow programs, larger means loops cost more.
+FLUSH_FRACTION = 0.1
 
 
 class SandboxError(RuntimeError):
@@ -40,11 +45,44 @@ def _wake(fut: asyncio.Future) -> None:
 
 @dataclass
 class Worker:
+    """One worker process as seen from the trusted side.
+
+    Requests are pipelined: a second candidate may be written while the first
+    runs, so the worker starts it without waiting for a round trip through the
+    event loop. Candidates take numbered turns to read their results, in the
+    order their requests were written.
+    """
+
     pid: int
     rfd: int  # results, read end
     wfd: int  # requests, write end
     buf: bytearray = field(default_factory=bytearray)
     used: int = 0
+    dead: bool = False
+    next_seq: int = 0
+    turn: int = 0
+    tail_risky: bool = False  # the last request written may tamper with the worker
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    write_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def take_seq(self) -> int:
+        seq = self.next_seq
+        self.next_seq += 1
+        return seq
+
+    async def wait_turn(self, seq: int) -> None:
+        """Until every earlier request has been answered, or the worker is gone."""
+        while not self.dead and self.turn < seq:
+            self.changed.clear()
+            await self.changed.wait()
+
+    def end_turn(self, seq: int) -> None:
+        self.turn = max(self.turn, seq + 1)
+        self.changed.set()
+
+    def mark_dead(self) -> None:
+        self.dead = True
+        self.changed.set()
 
     def close_fds(self) -> None:
         for fd in (self.rfd, self.wfd):
@@ -237,28 +275,37 @@ async def _send(loop: asyncio.AbstractEventLoop, w: Worker, data: bytes, deadlin
     return True
 
 
-async def exchange(w: Worker, source: str, inputs: list, pair_timeout: float, candidate_timeout: float) -> Exchange:
-    """Send one candidate and collect its pair results and end frame, within the limits.
-
-    The worker batches its frames (see ``protocol.encode_request``) and writes
-    whatever it holds once ``pair_timeout / 4`` has passed, so silence longer
-    than 1.25 x ``pair_timeout`` means the pair being run is over its limit;
-    pairs that finished but took longer than ``pair_timeout`` are judged from
-    their reported runtime by the caller.
-    """
+async def send(w: Worker, source: str, inputs: list, pair_timeout: float, timeout: float) -> tuple[int, int]:
+    """Write one candidate's request; returns its nonce and pair count."""
     loop = asyncio.get_running_loop()
     nonce = secrets.randbits(64)
-    flush_s = pair_timeout / 4
-    request = P.encode_request(nonce, source, inputs, flush_s)
-    npairs = len(inputs)
-    start = loop.time()
-    last = start
+    request = P.encode_request(nonce, source, inputs, pair_timeout * FLUSH_FRACTION)
+    async with w.write_lock:
+        if w.dead:
+            raise WorkerDied("retired before the request was written")
+        if not await _send(loop, w, request, loop.time() + timeout):
+            raise WorkerDied("the worker did not take the request")
+    w.used += 1
+    return nonce, len(inputs)
+
+
+async def collect(w: Worker, nonce: int, npairs: int, pair_timeout: float, candidate_timeout: float) -> Exchange:
+    """Read one candidate's pair results and end frame, within the limits.
+
+    Called when it is this candidate's turn, that is when the worker has
+    finished the previous one and so has started this one. The worker batches
+    its frames (see ``protocol.encode_request``) and writes whatever it holds
+    once ``pair_timeout * FLUSH_FRACTION`` has passed, so silence longer than
+    (1 + FLUSH_FRACTION) x ``pair_timeout`` means the pair being run is over its limit; pairs that
+    finished but took longer than ``pair_timeout`` are judged from their
+    reported runtime by the caller.
+    """
+    loop = asyncio.get_running_loop()
+    flush_s = pair_timeout * FLUSH_FRACTION
+    start = last = loop.time()
     cand_deadline = start + candidate_timeout
     results: list[P.Result] = []
-    w.used += 1
     try:
-        if not await _send(loop, w, request, min(start + pair_timeout, cand_deadline)):
-            return Exchange(results, "timeout", elapsed=loop.time() - start)
         for i in range(npairs + 1):
             # The end frame (gc and state check) gets a pair's limit too.
             deadline = last + pair_timeout + flush_s

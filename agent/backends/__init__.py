@@ -43,7 +43,7 @@ class ModelConfig(BaseModel):
     model: str = Field(
         DEFAULT_MODEL,
         description="'smollm2' (the embedded SmolLM2-135M-Instruct), a local model folder, or a model id; "
-        "for 'openai' the name the server serves.",
+        "for 'openai' the name the server serves ('smollm2' also finds the embedded model served from its folder).",
     )
     device: str = Field("auto", description="transformers: 'auto' (cuda when available), 'cpu', 'cuda', 'cuda:N' or 'mps'.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(

@@ -32,6 +32,16 @@ def _cpu_cores() -> int:
         return os.cpu_count() or 1
 
 
+def _hub_snapshot(model_id: str) -> Path | None:
+    """The local snapshot folder of a hub model (for hashing its weights), if it is in the cache."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(model_id, local_files_only=True))
+    except Exception:  # noqa: BLE001 - provenance then records no weights hash, nothing else changes
+        return None
+
+
 class TransformersBackend:
     """A causal LM run in this process with ``transformers``.
 
@@ -70,6 +80,32 @@ class TransformersBackend:
             return local
         return self.model_id  # a hub id: resolved from the local Hugging Face cache or the hub
 
+    def _hub_reachable_or_raise(self, reason: Exception) -> None:
+        """A hub id missing from the local cache: fail fast when the hub cannot be reached.
+
+        huggingface_hub retries an unreachable host for ~50 s per file; one short probe
+        turns that into an immediate, clear error.
+        """
+        import httpx
+
+        if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+            raise BackendError(
+                f"model {self.model_id!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set: {reason}"
+            ) from reason
+        try:
+            from huggingface_hub import constants
+
+            endpoint = constants.ENDPOINT
+        except ImportError:
+            endpoint = "https://huggingface.co"
+        try:
+            httpx.head(endpoint, timeout=5.0)
+        except httpx.HTTPError as exc:
+            raise BackendError(
+                f"model {self.model_id!r} is not in the local Hugging Face cache and {endpoint} cannot be reached "
+                f"({type(exc).__name__}); download it first or give a local model folder"
+            ) from exc
+
     def _pick_device_dtype(self) -> tuple[str, Any]:
         import torch
 
@@ -93,6 +129,12 @@ class TransformersBackend:
             torch.set_num_threads(self._threads or _cpu_cores())
         path = self._resolve_path()
         local_only = isinstance(path, Path)
+        if not local_only:
+            try:  # a hub id already in the local cache loads without touching the network
+                AutoTokenizer.from_pretrained(path, local_files_only=True)
+                local_only = True
+            except Exception as exc:  # noqa: BLE001
+                self._hub_reachable_or_raise(exc)
         try:
             tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local_only)
             model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=local_only)
@@ -114,11 +156,12 @@ class TransformersBackend:
         model.eval()
         self._model, self._tokenizer = model, tokenizer
         self._device, self._dtype = device, dtype
-        self._path = Path(path) if isinstance(path, Path) else Path(getattr(model.config, "_name_or_path", str(path)))
+        self._path = path if isinstance(path, Path) else _hub_snapshot(path)
         self._weights_sha256 = self._compute_weights_hash()
 
     def _compute_weights_hash(self) -> str | None:
-        assert self._path is not None
+        if self._path is None:
+            return None
         manifest = read_manifest(self._path) if (self._path / MANIFEST_NAME).exists() else None
         if manifest is not None:
             return manifest["weights_sha256"]
@@ -152,8 +195,14 @@ class TransformersBackend:
     async def generate(self, messages: list[Message], params: SamplingParams, request_id: str = "") -> list[Completion]:
         if self._model is None:
             raise BackendError(f"model {self.model_id!r}: generate() called before start()")
+        cancelled = threading.Event()
         async with self._loop_lock():
-            return await asyncio.to_thread(self._generate_sync, messages, params)
+            try:
+                return await asyncio.to_thread(self._generate_sync, messages, params, cancelled)
+            except asyncio.CancelledError:
+                # The thread cannot be interrupted, but generate() checks this flag after every token.
+                cancelled.set()
+                raise
 
     def _generation_config(self, params: SamplingParams, max_new_tokens: int) -> Any:
         from transformers import GenerationConfig
@@ -163,9 +212,12 @@ class TransformersBackend:
         pad = self._tokenizer.pad_token_id
         if pad is None:
             pad = eos[0] if isinstance(eos, list) else eos
-        # Built from scratch rather than from the model's generation_config, so no sampling
-        # default of the model (top_k=50, repetition penalty, ...) applies silently.
+        # generate() fills every field left None from the model's generation_config, so each
+        # knob that changes the distribution is set here: a model's own defaults (top_k=20,
+        # repetition_penalty=1.05, ...) must not apply silently.
         kwargs: dict[str, Any] = dict(
+            repetition_penalty=1.0,
+            no_repeat_ngram_size=0,
             max_new_tokens=max_new_tokens,
             # Greedy decoding gives n identical samples: generate one and copy it.
             num_return_sequences=params.n if params.temperature > 0 else 1,
@@ -174,17 +226,29 @@ class TransformersBackend:
             bos_token_id=base.bos_token_id,
         )
         if params.temperature > 0:
-            kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k or 0)
-            if params.min_p:
-                kwargs["min_p"] = params.min_p
+            kwargs.update(
+                do_sample=True,
+                temperature=params.temperature,
+                top_p=params.top_p,
+                top_k=params.top_k or 0,
+                min_p=params.min_p or 0.0,
+                typical_p=1.0,
+                epsilon_cutoff=0.0,
+                eta_cutoff=0.0,
+            )
         else:
             kwargs["do_sample"] = False
         if params.stop:
             kwargs["stop_strings"] = list(params.stop)
         return GenerationConfig(**kwargs)
 
-    def _generate_sync(self, messages: list[Message], params: SamplingParams) -> list[Completion]:
+    def _generate_sync(self, messages: list[Message], params: SamplingParams, cancelled: threading.Event | None = None) -> list[Completion]:
         import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        class _StopWhenCancelled(StoppingCriteria):
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+                return torch.full((input_ids.shape[0],), bool(cancelled and cancelled.is_set()), dtype=torch.bool, device=input_ids.device)
 
         with self._thread_lock:
             tokenizer, model = self._tokenizer, self._model
@@ -208,6 +272,7 @@ class TransformersBackend:
                     attention_mask=enc["attention_mask"].to(self._device),
                     generation_config=gen_config,
                     tokenizer=tokenizer,
+                    stopping_criteria=StoppingCriteriaList([_StopWhenCancelled()]),
                 )
             latency = time.perf_counter() - started
             new_tokens = out[:, prompt_len:].tolist()

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from agent.backends.base import BackendError, Completion, Message, SamplingParams
+from agent.backends.embedded import embedded_cache_dir, is_embedded_alias
 from agent.backends.chat_format import (
     CHARS_PER_TOKEN_ESTIMATE,
     as_dicts,
@@ -122,7 +123,12 @@ class OpenAIBackend:
         if self.tokenizer_path and self._tokenizer is None:
             self._tokenizer = await asyncio.to_thread(load_tokenizer, self.tokenizer_path)
         if self._client is None:
-            self._client = httpx.AsyncClient(headers=self._headers(), timeout=httpx.Timeout(self.request_timeout_s, connect=10.0))
+            self._client = httpx.AsyncClient(
+                headers=self._headers(),
+                timeout=httpx.Timeout(self.request_timeout_s, connect=10.0),
+                # The semaphore is the real limit; the pool must not queue requests behind it.
+                limits=httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency),
+            )
         where = redact_url(self.base_url)
         try:
             resp = await self._client.get(f"{self.base_url}/models", timeout=30.0)
@@ -134,6 +140,11 @@ class OpenAIBackend:
             served = {entry["id"]: entry for entry in resp.json().get("data", [])}
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise BackendError(f"server at {where} answered GET /models with something other than a model list: {resp.text[:300]}") from exc
+        if self.model_id not in served and is_embedded_alias(self.model_id):
+            # `transformers serve <converted folder>` names the embedded model by its folder.
+            folder = str(embedded_cache_dir())
+            if folder in served:
+                self.model_id = folder
         if self.model_id not in served:
             listed = ", ".join(repr(m) for m in served) or "none"
             raise BackendError(f"server at {where} does not serve model {self.model_id!r}; it serves: {listed}")

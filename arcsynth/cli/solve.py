@@ -225,6 +225,15 @@ async def execute_run(
     from agent.trace import RunEnd, RunStart
     from sandbox import Sandbox, SandboxUnavailable
 
+    from agent.rundir import RecordError
+
+    def quiet_record_errors(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        # After a failed write every pending coroutine of the run fails the same way;
+        # the error is reported once, by the caller, not as a traceback per coroutine.
+        if not isinstance(context.get("exception"), RecordError):
+            loop.default_exception_handler(context)
+
+    asyncio.get_running_loop().set_exception_handler(quiet_record_errors)
     started_at = datetime.now(timezone.utc)
     t0 = time.monotonic()
     chash = config_hash(cfg)
@@ -330,6 +339,8 @@ def run_solve(
         ) from None
     except KeyboardInterrupt:
         raise SolveFailure(f"interrupted; continue with: arcsynth solve --resume {rd.path}", code=EXIT_INTERRUPTED) from None
+    except SolveFailure as e:
+        raise SolveFailure(f"{e}\n(run directory {rd.path} is kept; continue it with: arcsynth solve --resume {rd.path})", e.code) from None
     console.print(_summary_table(summary, rd.path))
     console.print(f"run directory: {rd.path}")
     return RunOutcome(rd.path, summary)

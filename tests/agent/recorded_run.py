@@ -46,7 +46,9 @@ def source_config(task_ids: list[str], **overrides: object) -> RunConfig:
         "data": {"dataset": "arc1:eval", "tasks": task_ids},
         "sampling": {"samples_per_prompt": 3, "max_tokens": 64},
         "budget": {"rounds": 2, "first_prompts": 1, "refine_prompts": 1, "stop_after_passing": 2},
-        "sandbox": {"workers": 2},
+        # Generous limits: these programs take milliseconds, and a timeout caused by a
+        # loaded machine would make the recorded verdicts differ from the replayed ones.
+        "sandbox": {"workers": 2, "pair_timeout_s": 10.0, "candidate_timeout_s": 30.0},
     }
     return parse_config(tree, [f"{k}={v}" for k, v in overrides.items()])
 

@@ -37,6 +37,16 @@ def test_unlabelled_and_variant_labels_are_code(label):
     assert np.array_equal(run(e), GRID[::-1])
 
 
+def test_block_indented_inside_a_list_item():
+    reply = "1. The program:\n   ```python\n   def transform(grid):\n       return grid * 3\n   ```\n2. Done."
+    assert np.array_equal(run(extract_program(reply)), GRID * 3)
+
+
+def test_fence_closed_on_the_last_code_line():
+    reply = "```python\ndef transform(grid):\n    return grid * 4```\nThat multiplies by four."
+    assert np.array_equal(run(extract_program(reply)), GRID * 4)
+
+
 def test_blocks_labelled_as_other_languages_are_not_code():
     reply = "Grid:\n```text\n0 1\n1 0\n```\n```json\n[[0, 1]]\n```"
     e = extract_program(reply)
@@ -118,6 +128,12 @@ def test_misnamed_single_function_is_accepted_as_transform(name, signature):
     e = extract_program(f"```python\ndef {name}({signature}):\n    return {signature}.T\n```")
     assert e.renamed_from == name and f"used `{name}` as transform" in e.detail
     assert np.array_equal(run(e), GRID.T)
+
+
+def test_any_single_one_argument_function_is_accepted():
+    e = extract_program("```python\ndef rearrange(cells):\n    return cells[:, ::-1]\n```")
+    assert e.renamed_from == "rearrange"
+    assert np.array_equal(run(e), GRID[:, ::-1])
 
 
 def test_misnamed_entry_among_helpers_is_chosen_by_name():

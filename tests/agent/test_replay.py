@@ -123,3 +123,72 @@ def test_compare_runs_names_differences(tmp_path):
     assert any("task u: finished in" in d for d in diffs)
     assert not any("wall_s" in d for d in diffs)  # timings are not results
     assert compare_runs(a.path, a.path) == []
+
+
+def arcsynth(*args) -> list[str]:
+    return [sys.executable, "-m", "arcsynth", *map(str, args)]
+
+
+@pytest.fixture(scope="module")
+def scripted_recorded(tmp_path_factory) -> Path:
+    from recorded_run import SMALL_TASKS, make_scripted_run
+
+    return make_scripted_run(tmp_path_factory.mktemp("rec") / "run", SMALL_TASKS[:3])
+
+
+def test_cli_replay_of_a_scripted_run_is_identical(scripted_recorded, tmp_path):
+    out = tmp_path / "replayed"
+    r = subprocess.run(arcsynth("replay", scripted_recorded, "--out", out), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "replay identical" in r.stdout
+    assert compare_runs(scripted_recorded, out) == []
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["model"]["backend"] == "replay" and prov["model"]["source_run"] == "run"
+
+
+def test_cli_replay_reports_a_diverged_run(scripted_recorded, tmp_path):
+    import shutil
+
+    tampered = tmp_path / "tampered"
+    shutil.copytree(scripted_recorded, tampered)
+    lines = (tampered / "trace.jsonl").read_text().splitlines()
+    for i, line in enumerate(lines):
+        ev = json.loads(line)
+        if ev["event"] == "prompt" and ev["round"] == 0:
+            ev["messages"][-1]["content"] += " (edited)"
+            lines[i] = json.dumps(ev)
+            victim = ev["task_id"]
+            break
+    (tampered / "trace.jsonl").write_text("\n".join(lines) + "\n")
+    r = subprocess.run(arcsynth("replay", tampered, "--out", tmp_path / "out"), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1, r.stderr + r.stdout
+    assert "differs" in r.stdout and f"task {victim}" in r.stdout
+    trace = list(read_trace(tmp_path / "out" / "trace.jsonl"))
+    errors = [e for e in trace if e.event == "task_error" and e.task_id == victim]
+    assert errors and "diverged" in errors[0].reason
+
+
+@pytest.mark.slow
+def test_real_smollm2_run_replays_bit_for_bit(tmp_path):
+    """Record a short real run with the embedded SmolLM2, replay it, compare everything."""
+    recorded = tmp_path / "recorded"
+    r = subprocess.run(
+        arcsynth("solve", ROOT / "runs" / "quickstart.toml", "--out", recorded, 'data.tasks=["66e6c45b"]',
+                 "sampling.samples_per_prompt=2", "sampling.max_tokens=24", "budget.rounds=2"),
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )
+    assert r.returncode == 0, r.stderr + r.stdout
+    prov = json.loads((recorded / "provenance.json").read_text())
+    assert prov["model"]["weights_sha256"]
+    completions = [e for e in read_trace(recorded / "trace.jsonl") if e.event == "completion"]
+    assert len(completions) >= 2 and all(c.completion_tokens > 0 for c in completions)
+
+    out = tmp_path / "replayed"
+    r = subprocess.run(arcsynth("replay", recorded, "--out", out), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert compare_runs(recorded, out) == []
+    replayed = [e for e in read_trace(out / "trace.jsonl") if e.event == "completion"]
+    assert [(c.text, c.completion_tokens, c.finish_reason, c.latency_s) for c in replayed] == [
+        (c.text, c.completion_tokens, c.finish_reason, c.latency_s) for c in completions]
+    a, b = (json.loads((d / "submission.json").read_text()) for d in (recorded, out))
+    assert a == b

@@ -100,6 +100,12 @@ def test_kill9_then_resume_equals_an_uninterrupted_run(replay_toml, uninterrupte
     assert compare_runs(uninterrupted, out) == []
     assert compare_runs(recorded, out) == []
 
+    # A resumed run replays like any other: the replay serves each task's last attempt.
+    again = tmp_path / "replayed"
+    r = subprocess.run(arcsynth("replay", out, "--out", again), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert compare_runs(out, again) == []
+
 
 def test_resume_refuses_a_different_config_and_accepts_an_equal_one(replay_toml, uninterrupted, tmp_path):
     r = subprocess.run(arcsynth("solve", "--resume", uninterrupted, "sampling.temperature=0.1"), cwd=ROOT,

@@ -89,6 +89,7 @@ async def test_tasks_overlap_and_verification_runs_while_the_model_generates(tas
     assert run_dir.done_task_ids() == set(TASKS)
     assert summary.n_programs == sum(e.event == "program" for e in events)
     assert summary.completion_tokens_per_s > 0 and summary.programs_per_s > 0
+    assert summary.sandbox["candidates"] >= sum(e.event == "verdict" for e in events)  # its throughput counters
 
 
 async def test_a_backend_failure_stops_only_its_task(tasks, sandbox):

@@ -25,6 +25,7 @@ def transform(grid):
     results.append(readable("{home_file}"))
     results.append(1 if "{secret_env}" in os.environ or any("{secret}" in v for v in os.environ.values()) else 0)
     results.append(readable("/proc/self/environ", "{secret}"))
+    results.append(readable("{project_source}"))
     return [results]
 """
 
@@ -99,4 +100,4 @@ def transform(grid):
     return [results]
 """
 N_PROCESS_ATTEMPTS = 7
-N_SECRET_ATTEMPTS = 8
+N_SECRET_ATTEMPTS = 9

@@ -21,8 +21,9 @@ import numpy as np
 import pytest
 import pytest_asyncio
 
-from sandbox import Sandbox, SandboxConfig
+from sandbox import Sandbox
 from sandbox import protocol as P
+from sandbox.pool import FLUSH_FRACTION
 
 import sandbox_probes as probes
 
@@ -30,6 +31,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 ROT180 = "import numpy as np\n\ndef transform(grid):\n    return np.rot90(grid, 2)\n"
 PROJECT_FILE = Path(__file__).resolve().parents[2] / "pyproject.toml"
+SANDBOX_SOURCE = Path(P.__file__).resolve()  # the sandbox's own code
 
 
 def run_unprotected(source: str, grid: np.ndarray):
@@ -74,8 +76,8 @@ async def test_loops_are_killed_at_the_limit(sandbox, rot180_task, source):
     elapsed = time.perf_counter() - t0
     assert v.train[0].status == "timeout" and v.train[0].error_type == "Timeout"
     assert all(p.status == "timeout" for p in v.train + v.test)
-    # 1.25 x the pair limit (see pool.exchange), plus slack for a loaded machine.
-    assert elapsed < sandbox.config.pair_timeout_s * 1.25 + 1.0
+    # (1 + FLUSH_FRACTION) x the pair limit (see pool.collect), plus slack for a loaded machine.
+    assert elapsed < sandbox.config.pair_timeout_s * (1 + FLUSH_FRACTION) + 1.0
     await still_works(sandbox, rot180_task)
 
 
@@ -169,6 +171,7 @@ async def test_no_network_even_to_localhost(sandbox, rot180_task):
 async def test_no_file_written_anywhere(sandbox, rot180_task, tmp_path):
     tag = uuid.uuid4().hex
     targets = [
+        Path(f"arcsynth-relative-{tag}"),  # the worker's own working directory
         Path.cwd() / f"arcsynth-probe-{tag}",
         tmp_path / f"probe-{tag}",
         Path("/tmp") / f"arcsynth-probe-{tag}",
@@ -180,7 +183,7 @@ async def test_no_file_written_anywhere(sandbox, rot180_task, tmp_path):
     src = probes.WRITES.format(targets=[str(t) for t in targets])
     v = await sandbox.run(src, rot180_task)
     assert flags(v) == [0] * len(targets)
-    for t in targets[:-1]:
+    for t in targets[:-1] + [Path("/") / targets[0]]:
         for suffix in ("", ".raw", ".dir"):
             assert not Path(str(t) + suffix).exists(), f"{t}{suffix} was created"
     assert PROJECT_FILE.read_bytes() == before
@@ -196,6 +199,7 @@ async def test_no_secret_read(sandbox, rot180_task, secret, home_secret_file):
         parent=os.getpid(),
         project_file=PROJECT_FILE,
         home_file=home_secret_file,
+        project_source=SANDBOX_SOURCE,
     )
     # The probe works: unprotected, the project file, the file in the home
     # directory and the parent's environment variable are all visible.

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import socket
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 
+import sandbox.layers
 import sandbox_probes as probes
 from sandbox import CandidateVerdict, Sandbox, SandboxConfig, SandboxUnavailable, verify_program
+from sandbox.landlock import abi_version as landlock_abi
 from sandbox.layers import KNOWN_LAYERS, missing
 
 PROJECT_FILE = Path(__file__).resolve().parents[2] / "pyproject.toml"
+SANDBOX_SOURCE = Path(sandbox.layers.__file__).resolve()
 ROT180 = "import numpy as np\n\ndef transform(grid):\n    return np.rot90(grid, 2)\n"
 
 
@@ -24,8 +31,13 @@ def flags(verdict) -> list[int]:
     return p.output[0]
 
 
-async def attacks_fail(sb: Sandbox, task, secret, home_secret_file, tmp_path) -> None:
-    """The network, file, secret and process probes all come back empty."""
+async def attacks_fail(sb: Sandbox, task, secret, home_secret_file, tmp_path, *, own_source_may_show: bool = False) -> None:
+    """The network, file, secret and process probes all come back empty.
+
+    ``own_source_may_show``: bubblewrap without Landlock mounts the sandbox
+    package itself (the host imports it); a worker running as the caller's own
+    uid can read that one directory.
+    """
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(1)
@@ -41,10 +53,16 @@ async def attacks_fail(sb: Sandbox, task, secret, home_secret_file, tmp_path) ->
     v = await sb.run(probes.WRITES.format(targets=[str(target), f"/tmp/arcsynth-{uuid.uuid4().hex}"]), task)
     assert flags(v) == [0, 0] and not target.exists()
     src = probes.SECRETS.format(
-        secret=secret[1], secret_env=secret[0], parent=os.getpid(), project_file=PROJECT_FILE, home_file=home_secret_file
+        secret=secret[1],
+        secret_env=secret[0],
+        parent=os.getpid(),
+        project_file=PROJECT_FILE,
+        home_file=home_secret_file,
+        project_source=SANDBOX_SOURCE,
     )
     v = await sb.run(src, task)
-    assert flags(v) == [0] * probes.N_SECRET_ATTEMPTS
+    assert flags(v)[:-1] == [0] * (probes.N_SECRET_ATTEMPTS - 1)
+    assert flags(v)[-1] == 0 or own_source_may_show
     v = await sb.run(probes.PROCESSES.format(marker="4321.5"), task)
     assert flags(v) == [0] * probes.N_PROCESS_ATTEMPTS
     v = await sb.run(ROT180, task)
@@ -88,7 +106,7 @@ async def test_without_landlock_bubblewrap_alone_still_holds(rot180_task, fast_c
             if "bwrap" not in sb.layers:
                 pytest.skip(f"bubblewrap does not work here: {sb.unavailable.get('bwrap')}")
             assert "landlock" not in sb.layers
-            await attacks_fail(sb, rot180_task, secret, home_secret_file, tmp_path)
+            await attacks_fail(sb, rot180_task, secret, home_secret_file, tmp_path, own_source_may_show=True)
     finally:
         os.environ.pop(secret[0], None)
 
@@ -157,3 +175,80 @@ def test_verify_program_sync(rot180_task):
     v = verify_program(ROT180, rot180_task)
     assert isinstance(v, CandidateVerdict)
     assert v.all_train_pass and v.rechecked and v.test[0].status == "pass"
+
+
+async def test_each_kernel_layer_blocks_on_its_own(rot180_task, fast_config, tmp_path):
+    """seccomp alone and Landlock alone (unsafe mode, nothing else) each stop network and writes."""
+    target = tmp_path / f"probe-{uuid.uuid4().hex}"
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+    cfg = fast_config.model_copy(update={"unsafe": True, "bubblewrap": False})
+    try:
+        for only in ("seccomp", "landlock"):
+            other = {"seccomp", "landlock"} - {only}
+            async with Sandbox(cfg, disable_layers=other) as sb:
+                assert only in sb.layers and not (other & set(sb.layers))
+                v = await sb.run(probes.NETWORK.format(port=port), rot180_task)
+                # TCP is stopped by either (Landlock from ABI 4); a socketpair only by seccomp.
+                if only == "seccomp" or landlock_abi() >= 4:
+                    assert flags(v)[0] == 0, only
+                v = await sb.run(probes.WRITES.format(targets=[str(target)]), rot180_task)
+                assert flags(v) == [0] and not target.exists(), only
+        listener.settimeout(0.2)
+        with pytest.raises(socket.timeout):
+            listener.accept()
+    finally:
+        listener.close()
+
+
+_NON_ROOT_SCRIPT = """
+import asyncio, json, os, socket, sys
+sys.path[:0] = [{root!r}, {here!r}]
+from conftest import arc_task
+import sandbox_probes as probes
+from sandbox import Sandbox
+
+async def go():
+    task = arc_task("3c9b0459")
+    out = {{"euid": os.geteuid()}}
+    async with Sandbox() as sb:
+        out["layers"] = sb.layers
+        out["pass"] = (await sb.run("import numpy as np\\ndef transform(g):\\n    return np.rot90(g, 2)\\n", task)).all_train_pass
+        l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(1)
+        out["net"] = (await sb.run(probes.NETWORK.format(port=l.getsockname()[1]), task)).train[0].output
+        out["proc"] = (await sb.run(probes.PROCESSES.format(marker="777.25"), task)).train[0].output
+        out["writes"] = (await sb.run(probes.WRITES.format(targets=[{target!r}]), task)).train[0].output
+        out["secrets"] = (await sb.run(probes.SECRETS.format(secret={secret!r}, secret_env={secret_env!r}, parent=os.getpid(),
+            project_file={project_file!r}, home_file={project_file!r}, project_source={project_file!r}), task)).train[0].output
+    print(json.dumps(out))
+
+asyncio.run(go())
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("bwrap") is None, reason="needs root and bwrap to fake a non-root user")
+def test_non_root_user_gets_landlock_and_seccomp(tmp_path, secret):
+    """As on a GPU box: not root (no uid switch), bubblewrap unusable; the rest still holds."""
+    target = tmp_path / "nonroot-probe"
+    script = _NON_ROOT_SCRIPT.format(
+        root=str(PROJECT_FILE.parent),
+        here=str(Path(__file__).parent),
+        target=str(target),
+        project_file=str(PROJECT_FILE),
+        secret_env=secret[0],
+        secret=secret[1],
+    )
+    # A user namespace mapping this process to uid 1000: the sandbox sees a non-root user.
+    cmd = ["bwrap", "--unshare-user", "--uid", "1000", "--gid", "1000", "--bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+           "--", sys.executable, "-c", script]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env={**os.environ, secret[0]: secret[1]})
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["euid"] == 1000 and "uid" not in out["layers"]
+    assert {"process", "rlimits", "seccomp"} <= set(out["layers"]) and ("landlock" in out["layers"] or "bwrap" in out["layers"])
+    assert out["pass"] is True
+    assert out["net"] == [[0, 0, 0]] and out["proc"] == [[0] * probes.N_PROCESS_ATTEMPTS]
+    assert out["writes"] == [[0]] and not target.exists()
+    assert out["secrets"] == [[0] * probes.N_SECRET_ATTEMPTS]

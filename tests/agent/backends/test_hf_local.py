@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 
 import pytest
 
@@ -105,6 +106,12 @@ def test_provenance_names_model_and_exact_weights(smollm2_backend: TransformersB
     assert prov["transformers"] and prov["torch"]
 
 
+@pytest.fixture(autouse=True)
+def restore_hub_offline(monkeypatch):
+    # Loading a local folder sets HF_HUB_OFFLINE for the process; undo it after each test.
+    monkeypatch.setenv("HF_HUB_OFFLINE", os.environ.get("HF_HUB_OFFLINE", "0"))
+
+
 async def test_folder_that_is_not_a_model_is_a_backend_error(tmp_path):
     with pytest.raises(BackendError, match="no config.json"):
         await TransformersBackend(str(tmp_path), device="cpu").start()
@@ -120,3 +127,55 @@ async def test_model_that_will_not_load_names_model_and_reason(tmp_path):
 async def test_generate_before_start_is_a_backend_error():
     with pytest.raises(BackendError, match="before start"):
         await TransformersBackend("smollm2").generate(PROMPT, SamplingParams(), "x")
+
+
+async def test_uncached_hub_model_offline_fails_fast_and_says_why(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(BackendError, match=r"'someone/not-cached-model' is not in the local Hugging Face cache and HF_HUB_OFFLINE"):
+        await asyncio.wait_for(TransformersBackend("someone/not-cached-model", device="cpu").start(), 60)
+
+
+@slow
+async def test_any_local_model_folder_loads_offline(smollm2_folder, monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    backend = TransformersBackend(str(smollm2_folder), device="cpu")
+    await backend.start()
+    try:
+        [c] = await backend.generate(PROMPT, SamplingParams(max_tokens=2, seed=0), "x")
+    finally:
+        await backend.close()
+    assert c.completion_tokens <= 2
+    assert os.environ["HF_HUB_OFFLINE"] == "1"  # a local folder never waits on the hub
+    assert backend.provenance()["path"] == str(smollm2_folder)
+
+
+@slow
+async def test_cancelled_request_stops_generating_and_frees_the_model(smollm2_backend: TransformersBackend):
+    long = asyncio.create_task(smollm2_backend.generate(PROMPT, SamplingParams(n=8, max_tokens=1000, seed=1), "long"))
+    await asyncio.sleep(1.0)
+    long.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await long
+    started = asyncio.get_running_loop().time()
+    [c] = await smollm2_backend.generate(PROMPT, SamplingParams(n=1, max_tokens=1, seed=1), "short")
+    # 8 x 1000 tokens would take minutes on a CPU; the cancelled request stopped after its current token.
+    assert asyncio.get_running_loop().time() - started < 30
+    assert c.completion_tokens == 1
+
+
+def test_model_sampling_defaults_do_not_leak_into_requests():
+    """generate() fills unset fields from the model's generation_config; every sampling knob must be set."""
+    import types
+
+    from transformers import GenerationConfig
+
+    backend = TransformersBackend("smollm2")
+    backend._tokenizer = types.SimpleNamespace(eos_token_id=2, pad_token_id=2)
+    # Test double of a model whose own defaults would change the distribution.
+    model_defaults = GenerationConfig(eos_token_id=2, bos_token_id=1, top_k=20, top_p=0.8, repetition_penalty=1.05, min_p=0.1, typical_p=0.9)
+    backend._model = types.SimpleNamespace(generation_config=model_defaults)
+    config = backend._generation_config(SamplingParams(n=3, temperature=0.7), 50)
+    config.update(**model_defaults.to_dict(), defaults_only=True)  # what generate() does
+    assert (config.top_k, config.top_p, config.repetition_penalty, config.min_p, config.typical_p) == (0, 1.0, 1.0, 0.0, 1.0)
+    assert (config.do_sample, config.temperature, config.num_return_sequences, config.max_new_tokens) == (True, 0.7, 3, 50)

@@ -1,0 +1,100 @@
+"""Judging: from what a worker sent back to pair and candidate verdicts.
+
+Runs in the trusted process only. Output grids arrive as parsed frames and go
+through ``arcsynth.grid.parse_grid`` before ``grids_equal`` compares them with
+the expected outputs, which no worker ever saw.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from arcsynth.grid import GridError, grids_equal, parse_grid
+from arcsynth.task import Task
+from sandbox import protocol as P
+from sandbox.config import SandboxConfig
+from sandbox.pool import Exchange
+from sandbox.verdict import CandidateVerdict, PairVerdict
+
+
+def judge(task: Task, ex: Exchange, config: SandboxConfig, layers: list[str], *, check_test: bool) -> CandidateVerdict:
+    """Verdicts for every train and test pair of ``task`` from one exchange."""
+    pairs = list(task.train) + list(task.test)
+    n_train = len(task.train)
+    out: list[PairVerdict] = []
+    failed_at = len(ex.results)
+    for i, pair in enumerate(pairs):
+        expected = pair.output if (i < n_train or check_test) else None
+        if i >= failed_at:
+            out.append(_failure(ex, i, failed_at, expected, config))
+            continue
+        r = ex.results[i]
+        if r.runtime > config.pair_timeout_s:
+            # Finished, but later than allowed (results are sent in batches).
+            msg = f"took {r.runtime:.2f} s, over the {config.pair_timeout_s:g} s pair limit"
+            out.append(PairVerdict(status="timeout", error_type="Timeout", error=msg, expected_shape=_shape(expected), runtime_s=r.runtime))
+        else:
+            out.append(pair_verdict(r, expected))
+    return CandidateVerdict.model_construct(train=out[:n_train], test=out[n_train:], isolation=list(layers), rechecked=False)
+
+
+def _shape(expected: np.ndarray | None) -> tuple[int, int] | None:
+    return tuple(expected.shape) if expected is not None else None  # type: ignore[return-value]
+
+
+def _failure(ex: Exchange, i: int, failed_at: int, expected: np.ndarray | None, cfg: SandboxConfig) -> PairVerdict:
+    """The pair the program was on when it timed out, crashed or broke the protocol, and the ones after it."""
+    shape = _shape(expected)
+    if ex.outcome == "timeout":
+        status, etype = "timeout", "Timeout"
+        if i == failed_at:
+            spent = ex.elapsed - sum(r.runtime for r in ex.results)
+            limit = "the candidate limit" if ex.elapsed >= cfg.candidate_timeout_s * 0.99 else "the pair limit"
+            msg = f"no result within {limit} ({cfg.pair_timeout_s:g} s per pair, {cfg.candidate_timeout_s:g} s per program)"
+            return PairVerdict(status=status, error_type=etype, error=msg, expected_shape=shape, runtime_s=max(spent, 0.0))
+    elif ex.outcome == "died":
+        status, etype = "error", "Crashed"
+        if i == failed_at:
+            msg = f"the worker process {ex.detail or 'died'} while running this pair (os._exit, a signal or a crash)"
+            return PairVerdict(status=status, error_type=etype, error=msg, expected_shape=shape)
+    else:
+        status, etype = "error", "ProtocolError"
+        if i == failed_at:
+            msg = f"the worker's result frames were invalid ({ex.detail}); did the program write to the result channel?"
+            return PairVerdict(status=status, error_type=etype, error=msg[:400], expected_shape=shape)
+    return PairVerdict(
+        status=status,
+        error_type="Skipped",
+        error=f"not run: the program failed on pair {failed_at} ({etype})",
+        expected_shape=shape,
+    )
+
+
+def pair_verdict(r: P.Result, expected: np.ndarray | None) -> PairVerdict:
+    """The verdict for one parsed result; ``expected`` None means 'unchecked'."""
+    # model_construct: every value below is built here from parsed, typed data,
+    # and validating a 900-cell output list again costs more than the comparison.
+    make = PairVerdict.model_construct
+    shape = _shape(expected)
+    if r.kind == P.KIND_ERROR:
+        return make(status="error", error_type=r.error_type or "Error", error=r.message, expected_shape=shape, runtime_s=r.runtime)
+    if r.kind == P.KIND_INVALID:
+        return make(status="invalid_output", error_type="InvalidOutput", error=r.message, expected_shape=shape, runtime_s=r.runtime)
+    assert r.shape is not None and r.cells is not None
+    try:
+        grid = parse_grid(np.frombuffer(r.cells, dtype=np.uint8).reshape(r.shape))
+    except GridError as e:  # unreachable after the frame checks; parse_grid stays the single authority
+        return make(status="invalid_output", error_type="InvalidOutput", error=str(e), expected_shape=shape, runtime_s=r.runtime)
+    output = grid.tolist()
+    if expected is None:
+        return make(status="unchecked", output=output, runtime_s=r.runtime)
+    match = grid.shape == expected.shape
+    acc = float(np.count_nonzero(grid == expected)) / grid.size if match else None
+    return make(
+        status="pass" if grids_equal(grid, expected) else "wrong",
+        output=output,
+        expected_shape=shape,
+        shape_match=match,
+        cell_accuracy=acc,
+        runtime_s=r.runtime,
+    )

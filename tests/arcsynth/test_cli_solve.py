@@ -1,0 +1,145 @@
+"""`arcsynth solve`: clear errors for bad input, a run directory with everything in it,
+the summary table, a clean stop when the disk fills up."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from arcsynth.cli import app
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "agent"))  # the recorded-run helper and its scripted model
+
+from recorded_run import SMALL_TASKS, make_scripted_run  # noqa: E402
+
+runner = CliRunner()
+
+
+def cli(*args: object):
+    return runner.invoke(app, ["solve", *map(str, args)])
+
+
+def write(tmp_path: Path, text: str, name: str = "cfg.toml") -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory) -> Path:
+    return make_scripted_run(tmp_path_factory.mktemp("rec") / "run", SMALL_TASKS[:3])
+
+
+def replay_toml(tmp_path: Path, recorded: Path, extra: str = "") -> Path:
+    from agent.config import config_to_toml
+    from arcsynth.cli.replay import replay_config
+
+    return write(tmp_path, config_to_toml(replay_config(recorded)) + extra, "replay.toml")
+
+
+def test_help_documents_every_option():
+    r = runner.invoke(app, ["solve", "--help"])
+    assert r.exit_code == 0
+    text = re.sub(r"\s+", " ", re.sub(r"\x1b\[[0-9;]*m", "", r.output))
+    for opt, words in [("--out", "Run directory to create"), ("--resume", "Continue the run")]:
+        assert opt in text and words in text
+    assert "key.path=value" in text
+
+
+def test_bad_config_lists_every_bad_field_once_and_creates_nothing(tmp_path):
+    cfg = write(tmp_path, '[sampling]\ntemperature = -2\ncolour = 1\n[budget]\nrounds = "many"\n')
+    r = cli(cfg, "data.limit=0", "--out", tmp_path / "run")
+    assert r.exit_code == 2
+    for field in ("sampling.temperature", "sampling.colour", "budget.rounds", "data.limit"):
+        assert field in r.output
+    assert r.output.count("error:") == 1 and "Traceback" not in r.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_unknown_task_ids_and_datasets_are_named(tmp_path):
+    cfg = write(tmp_path, 'name = "x"\n')
+    r = cli(cfg, 'data.tasks=["00576224", "nosuchtask"]', "--out", tmp_path / "run")
+    assert r.exit_code == 2 and "nosuchtask" in r.output and "arc1:eval" in r.output
+    r = cli(cfg, "data.dataset=arc9:eval", "--out", tmp_path / "run")
+    assert r.exit_code == 2 and "arc9:eval" in r.output and "arc1:eval" in r.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_config_or_resume_is_required_and_out_excludes_resume(tmp_path):
+    r = cli()
+    assert r.exit_code == 2 and "--resume" in r.output
+    r = cli("--resume", tmp_path, "--out", tmp_path / "x")
+    assert r.exit_code == 2 and "exclude each other" in r.output
+
+
+def test_backend_that_cannot_serve_is_a_clear_error(tmp_path):
+    cfg = write(tmp_path, '[data]\ntasks = ["66e6c45b"]\n[model]\nbackend = "replay"\nreplay_dir = "%s"\n' % (tmp_path / "empty"))
+    (tmp_path / "empty").mkdir()
+    r = cli(cfg, "--out", tmp_path / "run")
+    assert r.exit_code == 2, r.output
+    assert "model backend 'replay' cannot serve" in r.output and "no trace.jsonl" in r.output
+    assert "--resume" in r.output and "Traceback" not in r.output
+
+
+def test_a_run_writes_its_directory_and_prints_a_summary(recorded, tmp_path):
+    cfg = replay_toml(tmp_path, recorded)
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "arcsynth", "solve", cfg, "--out", out], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr + r.stdout
+    lines = r.stdout.splitlines()
+    assert str(out) in lines[0] and lines[-1] == f"run directory: {out}"
+    # Not a terminal: one plain progress line per task.
+    assert sum(bool(re.match(r"\[\d/3\] \w{8}: ", line)) for line in lines) == 3
+    assert "pass@2 score" in r.stdout and "programs" in r.stdout
+    for name in ("config.toml", "args.json", "provenance.json", "trace.jsonl", "summary.json", "submission.json"):
+        assert (out / name).is_file(), name
+    assert sorted(p.stem for p in (out / "results").glob("*.json")) == sorted(SMALL_TASKS[:3])
+    prov = json.loads((out / "provenance.json").read_text())
+    summary = json.loads((out / "summary.json").read_text())
+    assert prov["config_hash"] == summary["config_hash"]
+    assert prov["sandbox_layers"] and prov["packages"]["pydantic"]
+    assert summary["tasks_done"] == 3 and summary["pass2"]["n_tasks"] == 3
+    assert summary["n_programs"] == sum(json.loads(p.read_text())["n_programs"] for p in (out / "results").glob("*.json"))
+    assert json.loads((out / "args.json").read_text())["argv"][-2:] == ["--out", str(out)]
+
+
+def test_default_run_directory_is_named_after_the_run(recorded, tmp_path):
+    cfg = replay_toml(tmp_path, recorded)
+    r = cli(cfg, f'out_root="{tmp_path / "runs"}"', 'name="mine"', 'data.tasks=["66e6c45b"]')
+    assert r.exit_code == 0, r.output
+    made = list((tmp_path / "runs").iterdir())
+    assert len(made) == 1 and re.fullmatch(r"mine-\d{8}-\d{6}", made[0].name)
+    assert str(made[0]) in r.output
+
+
+def test_disk_full_mid_run_stops_cleanly_and_can_be_resumed(recorded, tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    fs = tmp_path / "fs"
+    fs.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48k", "tmpfs", str(fs)], capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        cfg = replay_toml(tmp_path, recorded)
+        out = fs / "run"
+        r = subprocess.run([sys.executable, "-m", "arcsynth", "solve", cfg, "--out", out], cwd=ROOT,
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 3, r.stderr + r.stdout
+        assert "no space left on the device" in r.stderr and str(out) in r.stderr
+        assert f"arcsynth solve --resume {out}" in r.stderr and "Traceback" not in r.stderr
+        from agent.trace import read_trace
+
+        events = list(read_trace(out / "trace.jsonl"))  # what was written is intact
+        assert events and events[0].event == "run_start"
+        assert (out / "trace.jsonl").read_bytes().endswith(b"\n")
+    finally:
+        subprocess.run(["umount", "-l", str(fs)], check=False)
