@@ -117,7 +117,10 @@ async def _bench(
             "requests": len(prompts),
             "sandbox": sandbox_stats,
         }
-        raw = {"tokens": raw_tokens, "wall_s": raw_wall, "tokens_per_s": raw_tokens / raw_wall if raw_wall else 0.0}
+        raw = {
+            "tokens": raw_tokens, "wall_s": raw_wall, "tokens_per_s": raw_tokens / raw_wall if raw_wall else 0.0,
+            "parts": [t / w if w else 0.0 for t, w in (before, after)],
+        }
         return agent, raw
     finally:
         await backend.close()
@@ -169,7 +172,8 @@ def main(
     agent, raw = asyncio.run(_bench(tasks, samples, max_tokens, concurrency, model, device, threads))
     print(
         f"raw generate:   {raw['tokens']} tokens in {raw['wall_s']:.1f} s = {raw['tokens_per_s']:.1f} tokens/s "
-        f"(batch n={samples}, same {agent['requests']} requests, one at a time)"
+        f"(batch n={samples}, same {agent['requests']} requests, one at a time; "
+        f"{raw['parts'][0]:.1f} tokens/s before the agent, {raw['parts'][1]:.1f} after)"
     )
     print(
         f"agent end-to-end: {agent['tokens']} tokens in {agent['wall_s']:.1f} s = {agent['tokens_per_s']:.1f} tokens/s "

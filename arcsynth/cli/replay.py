@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
+from rich.markup import escape
 
 from arcsynth.cli.common import fail, stdout_console
 from arcsynth.cli.solve import SolveFailure, execute_run, select_run_tasks
@@ -52,7 +53,7 @@ def run_replay(source: Path, out: Optional[Path], *, argv: list[str], live: bool
         rd.write_args(argv)
     except RunDirError as e:
         raise SolveFailure(str(e)) from None
-    console.print(f"replaying {source} into {rd.path} ({len(tasks)} tasks)")
+    console.print(escape(f"replaying {source} into {rd.path} ({len(tasks)} tasks)"))
     try:
         asyncio.run(execute_run(cfg, rd, tasks, argv=argv, resumed=False, dataset_name=dataset.name, live=live))
     except RecordError as e:
@@ -71,10 +72,10 @@ def replay(
     except SolveFailure as e:
         fail(str(e), code=e.code)
     if diffs:
-        console.print(f"[bold red]the replay differs from {run_dir} in {len(diffs)} place(s):[/]")
+        console.print(f"[bold red]the replay differs from {escape(str(run_dir))} in {len(diffs)} place(s):[/]")
         for d in diffs[:50]:
-            console.print(f"  - {d}")
+            console.print(escape(f"  - {d}"))
         if len(diffs) > 50:
             console.print(f"  ... and {len(diffs) - 50} more")
         raise typer.Exit(EXIT_DIFFERENT)
-    console.print(f"replay identical to {run_dir}: programs, verdicts, attempts and scores match")
+    console.print(escape(f"replay identical to {run_dir}: programs, verdicts, attempts and scores match"))

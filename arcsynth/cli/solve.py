@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
+from rich.markup import escape
 
 from arcsynth.cli.common import EXIT_BAD_INPUT, fail, stdout_console
 
@@ -141,7 +142,7 @@ def select_run_tasks(cfg: Any) -> tuple[Any, list[Any]]:
 def _summary_table(summary: dict[str, Any], run_dir: Path) -> Any:
     from rich.table import Table
 
-    t = Table(title=f"run {run_dir}", show_header=False)
+    t = Table(title=escape(f"run {run_dir}"), show_header=False)
     t.add_column("what")
     t.add_column("value", justify="right")
 
@@ -160,7 +161,10 @@ def _summary_table(summary: dict[str, Any], run_dir: Path) -> Any:
         row("completion tokens/s (this session)", f"{summary['session_completion_tokens_per_s']:.1f}")
     sb = summary.get("sandbox_stats")
     if isinstance(sb, dict) and sb:
-        row("sandbox", ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in sb.items()))
+        # The throughput figures; summary.json holds every counter.
+        shown = ("candidates", "candidates_per_s", "timeouts", "crashes", "workers")
+        row("sandbox", ", ".join(
+            f"{k} {sb[k]:.3g}" if isinstance(sb[k], float) else f"{k} {sb[k]}" for k in shown if k in sb))
     if summary.get("stop_reasons"):
         row("stop reasons", ", ".join(f"{k}: {v}" for k, v in summary["stop_reasons"].items()))
     return t
@@ -207,6 +211,21 @@ def build_summary(rd: Any, tasks: list[Any], dataset_name: str) -> dict[str, Any
     else:
         summary["pass2"] = None
     return summary
+
+
+async def _cancel_stragglers() -> None:
+    """End every other task of this event loop while backend and sandbox are still up.
+
+    When a run stops on an error, coroutines it started (verifications of sibling
+    programs) may still be pending; left to asyncio.run's shutdown they would be
+    cancelled after the sandbox has closed, and fail there instead of here.
+    """
+    me = asyncio.current_task()
+    others = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
+    for t in others:
+        t.cancel()
+    if others:
+        await asyncio.gather(*others, return_exceptions=True)
 
 
 async def execute_run(
@@ -263,7 +282,10 @@ async def execute_run(
 
             with ProgressDisplay(counters, live=live) as progress:
                 recorder.add_listener(progress)
-                run_summary = await run_tasks(tasks, cfg, backend, sb, recorder, done=done_ids)
+                try:
+                    run_summary = await run_tasks(tasks, cfg, backend, sb, recorder, done=done_ids)
+                finally:
+                    await _cancel_stragglers()
                 if recorder.error is not None:  # a caller swallowed it; the run is not recorded
                     raise recorder.error
             sandbox_stats = _as_dict(getattr(sb, "stats", None))
@@ -326,7 +348,7 @@ def run_solve(
 
     done = len(rd.done_task_ids() & {t.id for t in tasks})
     verb = "resuming" if resume is not None else "run directory"
-    console.print(f"{verb}: {rd.path}  ({len(tasks)} tasks, {done} already done, config hash {config_hash(cfg)})")
+    console.print(escape(f"{verb}: {rd.path}  ({len(tasks)} tasks, {done} already done, config hash {config_hash(cfg)})"))
     try:
         summary = asyncio.run(execute_run(
             cfg, rd, tasks, argv=argv, resumed=resume is not None, dataset_name=dataset.name, live=live,
@@ -342,7 +364,7 @@ def run_solve(
     except SolveFailure as e:
         raise SolveFailure(f"{e}\n(run directory {rd.path} is kept; continue it with: arcsynth solve --resume {rd.path})", e.code) from None
     console.print(_summary_table(summary, rd.path))
-    console.print(f"run directory: {rd.path}")
+    console.print(escape(f"run directory: {rd.path}"))
     return RunOutcome(rd.path, summary)
 
 

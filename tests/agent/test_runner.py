@@ -79,7 +79,7 @@ async def test_tasks_overlap_and_verification_runs_while_the_model_generates(tas
     # The model was never left idle while work was waiting: each request starts as the previous ends.
     ordered = sorted(calls, key=lambda c: c.started)
     gaps = [b.started - a.ended for a, b in zip(ordered, ordered[1:])]
-    assert max(gaps) < 0.1, gaps
+    assert max(gaps) < 0.15, gaps
     busy = sum(c.ended - c.started for c in calls)
     assert busy / summary.wall_s > 0.85
 
@@ -126,9 +126,9 @@ async def test_end_to_end_with_the_real_smollm2_model(tasks, sandbox, tmp_path):
         seed=0,
         concurrency=1,
         model=ModelConfig(backend="transformers", model="smollm2", device="cpu"),
-        sampling=SamplingConfig(samples_per_prompt=2, max_tokens=48, temperature=1.0),
+        sampling=SamplingConfig(samples_per_prompt=2, max_tokens=64, temperature=1.0),
         prompt=PromptConfig(max_prompt_tokens=3000),
-        budget=BudgetConfig(rounds=2, first_prompts=1, refine_prompts=1, stop_after_passing=1),
+        budget=BudgetConfig(rounds=1, first_prompts=1, stop_after_passing=1),
     )
     backend = make_backend(config.model)
     await backend.start()

@@ -143,3 +143,9 @@ def test_disk_full_mid_run_stops_cleanly_and_can_be_resumed(recorded, tmp_path):
         assert (out / "trace.jsonl").read_bytes().endswith(b"\n")
     finally:
         subprocess.run(["umount", "-l", str(fs)], check=False)
+
+
+def test_error_text_that_looks_like_markup_is_printed_verbatim(tmp_path):
+    cfg = write(tmp_path, 'name = "a[/b]"\n')
+    r = cli(cfg, "--out", tmp_path / "run")
+    assert r.exit_code == 2 and 'name: must not contain' in r.output and 'a[/b]' in r.output
