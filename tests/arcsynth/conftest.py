@@ -34,13 +34,10 @@ def _write_json(path: Path, obj: Any) -> Path:
 
 @pytest.fixture
 def cli_app() -> typer.Typer:
-    """A root app wired the way the `arcsynth` entry point registers these subcommands."""
-    from arcsynth.cli import score, tasks
+    """The real `arcsynth` root app, as the console script runs it."""
+    from arcsynth.cli import app
 
-    root = typer.Typer(no_args_is_help=True)
-    root.add_typer(tasks.app, name="tasks")
-    root.command("score")(score.score)
-    return root
+    return app
 
 
 @pytest.fixture

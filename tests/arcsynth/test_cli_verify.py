@@ -1,0 +1,64 @@
+"""`arcsynth verify`: the real sandbox on real ARC tasks, through the real CLI app."""
+
+from __future__ import annotations
+
+import json
+
+ROT180 = "import numpy as np\n\ndef transform(grid):\n    return np.rot90(grid, 2)\n"
+
+
+def _write(tmp_path, source: str):
+    path = tmp_path / "program.py"
+    path.write_text(source, encoding="utf-8")
+    return path
+
+
+def test_json_is_one_document_with_the_verdicts(cli_app, runner, tmp_path):
+    result = runner.invoke(cli_app, ["verify", str(_write(tmp_path, ROT180)), "-d", "arc1:train", "-t", "3c9b0459", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["all_train_pass"] is True
+    assert [v["status"] for v in doc["train"]] == ["pass"] * 4
+    # Test answers are known for the public set, so the test output is checked too.
+    assert [v["status"] for v in doc["test"]] == ["pass"]
+    assert {"process", "rlimits", "seccomp"} <= set(doc["isolation"])
+
+
+def test_a_near_miss_fails_with_the_right_diff_figures(cli_app, runner, tmp_path):
+    # Right shape, one cell forced wrong: 8 of 9 cells of a 3x3 output.
+    near = "import numpy as np\n\ndef transform(grid):\n    out = np.rot90(grid, 2).copy()\n    out[0, 0] = (out[0, 0] + 1) % 10\n    return out\n"
+    result = runner.invoke(cli_app, ["verify", str(_write(tmp_path, near)), "-d", "arc1:train", "-t", "3c9b0459", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["all_train_pass"] is False
+    assert {v["status"] for v in doc["train"]} == {"wrong"}
+    assert all(v["shape_match"] and abs(v["cell_accuracy"] - 8 / 9) < 1e-9 for v in doc["train"])
+
+
+def test_an_error_exits_zero_and_reports_the_error(cli_app, runner, tmp_path):
+    bad = "def transform(grid):\n    return grid[100]\n"
+    result = runner.invoke(cli_app, ["verify", str(_write(tmp_path, bad)), "-d", "arc1:train", "-t", "3c9b0459", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["train"][0]["status"] == "error"
+    assert doc["train"][0]["error_type"] == "IndexError"
+
+
+def test_human_output_names_each_pair(cli_app, runner, tmp_path):
+    result = runner.invoke(cli_app, ["verify", str(_write(tmp_path, ROT180)), "-d", "arc1:train", "-t", "3c9b0459"])
+    assert result.exit_code == 0, result.output
+    assert "train 3" in result.stdout and "all train pairs pass" in result.stdout
+
+
+def test_bad_input_exits_2_with_a_clear_message(cli_app, runner, tmp_path):
+    prog = str(_write(tmp_path, ROT180))
+    cases = [
+        (["verify", str(tmp_path / "missing.py"), "-d", "arc1:train", "-t", "3c9b0459"], "cannot read program"),
+        (["verify", prog, "-d", "arc9:train", "-t", "3c9b0459"], "arc9:train"),
+        (["verify", prog, "-d", "arc1:train", "-t", "3c9b045"], "3c9b0459"),
+    ]
+    for args, needle in cases:
+        result = runner.invoke(cli_app, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert needle in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.output
