@@ -52,13 +52,6 @@ def small_tasks(count: int, dataset: str = "arc1:train") -> list[Task]:
     return sorted(tasks, key=lambda t: (size(t), t.id))[:count]
 
 
-def _cpu_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 async def _bench(
     tasks: int, samples: int, max_tokens: int, concurrency: int, model: str, device: str, threads: int | None
 ) -> tuple[dict, dict]:
@@ -68,7 +61,7 @@ async def _bench(
     config = RunConfig(
         seed=0,
         concurrency=concurrency,
-        model=ModelConfig(backend="transformers", model=model, device=device),
+        model=ModelConfig(backend="transformers", model=model, device=device, threads=threads),
         sampling=SamplingConfig(temperature=1.0, top_p=1.0, max_tokens=max_tokens, samples_per_prompt=samples),
         prompt=PromptConfig(max_prompt_tokens=4000),
         budget=BudgetConfig(rounds=2, first_prompts=1, refine_prompts=1, stop_after_passing=None),
@@ -168,7 +161,9 @@ def main(
     wait on each other and generation slows down several times over).
     """
     if threads is None and device == "cpu":
-        threads = max(1, _cpu_cores() - 1)
+        from agent.backends.hf_local import threads_beside_sandbox
+
+        threads = threads_beside_sandbox()
     agent, raw = asyncio.run(_bench(tasks, samples, max_tokens, concurrency, model, device, threads))
     print(
         f"raw generate:   {raw['tokens']} tokens in {raw['wall_s']:.1f} s = {raw['tokens_per_s']:.1f} tokens/s "

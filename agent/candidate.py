@@ -10,6 +10,7 @@ out-votes the others.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -55,9 +56,28 @@ class Behaviour:
     """Programs with identical outputs on every input; the first one represents them."""
 
     representative: Candidate
-    program_ids: list[str] = field(default_factory=list)
+    members: list[Candidate] = field(default_factory=list)
+    """Every program of the behaviour, in program order (not arrival order), so
+    that a run and its replay list them alike."""
     times_refined: int = 0
     """How often the representative was shown as a parent (REX's N)."""
+
+    def __post_init__(self) -> None:
+        if not self.members:
+            self.members.append(self.representative)
+
+    @property
+    def program_ids(self) -> list[str]:
+        return [c.program_id for c in self.members]
+
+    def add(self, candidate: Candidate) -> Candidate:
+        """Add a program with this behaviour; return the representative it had before."""
+        bisect.insort(self.members, candidate, key=lambda c: c.order)
+        earlier = self.representative
+        # Verification finishes in whatever order the sandbox pool gets to it; the
+        # representative must not depend on that, or parent choice would not replay.
+        self.representative = self.members[0]
+        return earlier
 
     @property
     def passing(self) -> bool:
@@ -101,15 +121,9 @@ class CandidatePool:
         key = candidate.behaviour_key
         behaviour = self._by_behaviour.get(key)
         if behaviour is None:
-            self._by_behaviour[key] = Behaviour(candidate, [candidate.program_id])
+            self._by_behaviour[key] = Behaviour(candidate)
             return None
-        behaviour.program_ids.append(candidate.program_id)
-        earlier = behaviour.representative
-        if candidate.order < earlier.order:
-            # Verification finishes in whatever order the sandbox pool gets to it; the
-            # representative must not depend on that, or parent choice would not replay.
-            behaviour.representative = candidate
-        return earlier.program_id
+        return behaviour.add(candidate).program_id
 
     @property
     def behaviours(self) -> list[Behaviour]:

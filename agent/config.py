@@ -18,6 +18,7 @@ from typing import Any, Optional
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from agent.backends import ModelConfig
+from agent.selection import DEFAULT_C
 from sandbox import SandboxConfig
 
 if sys.version_info >= (3, 11):
@@ -33,6 +34,7 @@ __all__ = [
     "PromptConfig",
     "RunConfig",
     "SamplingConfig",
+    "SearchConfig",
     "config_hash",
     "config_to_toml",
     "load_config",
@@ -89,6 +91,16 @@ class BudgetConfig(_Strict):
     stop_after_passing: Optional[int] = Field(3, ge=1, description="Stop a task once this many distinct programs pass every train pair; unset = never stop early.")
 
 
+class SearchConfig(_Strict):
+    """How refinement rounds choose the programs to refine."""
+
+    selection_c: float = Field(
+        DEFAULT_C, ge=0.0, allow_inf_nan=False,
+        description="REX's C: how much parent selection trusts train accuracy over exploring programs refined "
+        "less often (SOAR uses 20; 0 picks parents uniformly at random).",
+    )
+
+
 class RunConfig(_Strict):
     """Everything that defines a solve run."""
 
@@ -100,6 +112,7 @@ class RunConfig(_Strict):
     sampling: SamplingConfig = Field(default_factory=SamplingConfig, description="Sampling settings of every request.")
     prompt: PromptConfig = Field(default_factory=PromptConfig, description="Prompt construction.")
     budget: BudgetConfig = Field(default_factory=BudgetConfig, description="Work per task and early stopping.")
+    search: SearchConfig = Field(default_factory=SearchConfig, description="Parent selection in refinement rounds.")
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig, description="The program sandbox.")
     out_root: str = Field("runs", description="Directory under which a new run directory is created when --out is not given.")
 
@@ -126,6 +139,7 @@ HASH_EXCLUDED: dict[str, str] = {
     "model.replay_dir": "a path; the replayed run is recorded in provenance",
     "model.gpu_memory_utilization": "KV-cache size: speed only",
     "model.enable_prefix_caching": "reuse of prompt computation: speed only",
+    "model.threads": "CPU threads: speed (and float rounding, which depends on the machine anyway)",
     "sandbox.workers": "worker processes: throughput only",
 }
 """Dotted config fields left out of :func:`config_hash`, with the reason.

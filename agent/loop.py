@@ -20,7 +20,6 @@ from agent.budget import StopSolving
 from agent.config import RunConfig
 from agent.rundir import RecordError
 from agent.search import BackendFailed, TaskSearch
-from agent.selection import DEFAULT_C
 from agent.trace import AttemptsEvent, TaskError, TaskResult, TaskSkipped, TaskStart, VoteEvent
 from agent.voting import score_attempts, vote
 from arcsynth.task import Task
@@ -48,8 +47,6 @@ class SolveContext:
     backend: Backend
     sandbox: Verifier
     recorder: Recorder
-    selection_c: float = DEFAULT_C
-    """REX's C: how much parent selection trusts train accuracy over exploration."""
     backend_retries: int = 1
     """Extra tries of a failed request before the task ends in a TaskError."""
     retry_backoff_s: float = 1.0

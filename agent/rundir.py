@@ -354,10 +354,13 @@ def summarize_results(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 VOLATILE_KEYS = frozenset({"t", "wall_s", "runtime_s", "elapsed_s", "started_at", "behaviour_duplicate_of"})
 """Fields that differ between a run and its replay by nature: timings, and
-``behaviour_duplicate_of``, which names whichever of two programs with the same
-outputs finished verification first (a race between sandbox workers). Nothing
-downstream depends on it: the loop picks representatives, parents and votes by
-program order, and those are compared."""
+``behaviour_duplicate_of``, which names a program with the same outputs whose
+verification had finished when this one's did. Programs of concurrent requests
+finish in whatever order the sandbox workers get to them, so that name can only
+be fixed by holding every verdict back until all earlier programs are verified,
+which would stall the live trace. Nothing downstream depends on it: the loop
+picks representatives, parents, vote groups (their program lists included) and
+attempt sources by program order, and those are compared."""
 
 _COMPARED_EVENTS = ("prompt", "completion", "program", "verdict", "vote", "attempts", "task_skipped", "task_error", "task_result")
 

@@ -56,7 +56,7 @@ async def run_tasks(
 ) -> RunSummary:
     """Solve every task not in ``done``; ``recorder.task_done`` is called as each finishes.
 
-    ``ctx_options`` sets the other :class:`SolveContext` fields (selection C, retries).
+    ``ctx_options`` sets the other :class:`SolveContext` fields (backend retries and backoff).
     A failure to record (disk full) stops the whole run; everything else stops one task.
     """
     given = list(tasks)

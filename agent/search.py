@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal
+from typing import TYPE_CHECKING, Any, Awaitable, Iterable, Iterator, Literal
 
 from agent.backends.base import Completion, SamplingParams
 from agent.budget import BudgetExhausted, EnoughPassing, StopSolving, TaskBudget
@@ -31,6 +31,33 @@ class BackendFailed(Exception):
     def __init__(self, request_id: str, error: BaseException):
         self.reason = f"backend failed on {request_id}: {type(error).__name__}: {error}"
         super().__init__(self.reason)
+
+
+async def gather_or_cancel(aws: Iterable[Awaitable[Any]]) -> list[Any]:
+    """Like ``asyncio.gather``, but the first failure cancels the others.
+
+    Returns the results in order once all succeed; otherwise re-raises the first
+    exception after the others have been cancelled and have finished (so no
+    sandbox run outlives the task that asked for it). Cancelling the caller
+    cancels them all too. (asyncio.TaskGroup does this from Python 3.11.)
+    """
+    futs = [asyncio.ensure_future(a) for a in aws]
+    if not futs:
+        return []
+    try:
+        pending: set[asyncio.Future] = set(futs)
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
+            for fut in done:
+                if not fut.cancelled() and fut.exception() is not None:
+                    raise fut.exception()  # type: ignore[misc]
+        return [f.result() for f in futs]
+    finally:
+        unfinished = [f for f in futs if not f.done()]
+        for f in unfinished:
+            f.cancel()
+        if unfinished:
+            await asyncio.gather(*unfinished, return_exceptions=True)
 
 
 @dataclass
@@ -104,7 +131,7 @@ class TaskSearch:
         try:
             prompt = None
             if round > 0 and parents:
-                chosen = select_parents(parents, cfg.prompt.parents_per_prompt, random.Random(seed), c=self.ctx.selection_c)
+                chosen = select_parents(parents, cfg.prompt.parents_per_prompt, random.Random(seed), c=cfg.search.selection_c)
                 try:
                     prompt = self._refine_prompt(chosen, seed)
                     parent_ids = [chosen[j].representative.program_id for j in prompt.parents_shown]
@@ -186,7 +213,7 @@ class TaskSearch:
         # The n completions share one prompt: count its tokens once.
         self.prompt_tokens += completions[0].prompt_tokens if completions else req.prompt.prompt_tokens
         checks = [self._record_completion(req, i, c) for i, c in enumerate(completions)]
-        await asyncio.gather(*[c for c in checks if c is not None])
+        await gather_or_cancel([c for c in checks if c is not None])
 
     async def _generate(self, req: Request) -> list[Completion]:
         retries = self.ctx.backend_retries

@@ -62,7 +62,8 @@ def _group(behaviours: Sequence[Behaviour], index: int, passing: bool) -> list[V
         groups.append(
             VoteGroup(
                 output=[list(row) for row in key],
-                program_ids=[pid for m in members for pid in m.program_ids],
+                # Program order, not arrival order: the same in a run and its replay.
+                program_ids=[c.program_id for c in sorted((c for m in members for c in m.members), key=lambda c: c.order)],
                 behaviours=len(members),
                 weight=len(members) + PASS_WEIGHT * sum(accs) / len(accs),
                 passing=passing,

@@ -187,6 +187,7 @@ _REFINE_STEPS = (_feedback_full_to_diff, _drop_worst_parent, _feedback_diff_to_s
 
 
 def _fit(
+    kind: Literal["first", "refine"],
     task: Task,
     plan: _Plan,
     parents: list[Parent],
@@ -194,7 +195,8 @@ def _fit(
     steps_available: tuple,
     budget: int,
     count_tokens: CountTokens,
-) -> tuple[_Plan, list[Message], int, list[str]]:
+) -> Prompt:
+    """The prompt of the first plan, shrunk step by step, that fits ``budget``."""
     if budget <= 0:
         raise ValueError(f"max_prompt_tokens must be positive, got {budget}")
     steps: list[str] = []
@@ -202,7 +204,18 @@ def _fit(
         messages = render_plan(plan)
         tokens = int(count_tokens(messages))
         if tokens <= budget:
-            return plan, messages, tokens, steps
+            return Prompt(
+                kind=kind,
+                task_id=task.id,
+                messages=messages,
+                prompt_tokens=tokens,
+                encoding=plan.encoding,
+                train_pairs_shown=list(plan.shown),
+                test_inputs_shown=plan.show_tests,
+                parents_shown=list(plan.parents),
+                feedback_detail=plan.detail if kind == "refine" else None,
+                shrink_steps=steps,
+            )
         for step in steps_available:
             shrunk = step(task, plan, parents)
             if shrunk is not None:
@@ -256,17 +269,7 @@ def build_first_prompt(
         ctx = _context(task, p, scipy_ok)
         return _messages(render("system.j2", templates_dir, **ctx), render("first.j2", templates_dir, **ctx), system_message)
 
-    plan, messages, tokens, steps = _fit(task, plan, [], render_plan, _FIRST_STEPS, max_prompt_tokens, count_tokens)
-    return Prompt(
-        kind="first",
-        task_id=task.id,
-        messages=messages,
-        prompt_tokens=tokens,
-        encoding=plan.encoding,
-        train_pairs_shown=list(plan.shown),
-        test_inputs_shown=plan.show_tests,
-        shrink_steps=steps,
-    )
+    return _fit("first", task, plan, [], render_plan, _FIRST_STEPS, max_prompt_tokens, count_tokens)
 
 
 def rank_parents(parents: list[Parent]) -> list[int]:
@@ -328,16 +331,4 @@ def build_refine_prompt(
         ]
         return _messages(render("system.j2", templates_dir, **ctx), render("refine.j2", templates_dir, **ctx), system_message)
 
-    plan, messages, tokens, steps = _fit(task, plan, parents, render_plan, _REFINE_STEPS, max_prompt_tokens, count_tokens)
-    return Prompt(
-        kind="refine",
-        task_id=task.id,
-        messages=messages,
-        prompt_tokens=tokens,
-        encoding=plan.encoding,
-        train_pairs_shown=list(plan.shown),
-        test_inputs_shown=plan.show_tests,
-        parents_shown=list(plan.parents),
-        feedback_detail=plan.detail,
-        shrink_steps=steps,
-    )
+    return _fit("refine", task, plan, parents, render_plan, _REFINE_STEPS, max_prompt_tokens, count_tokens)

@@ -85,7 +85,12 @@ class Worker:
         self.changed.set()
 
     def close_fds(self) -> None:
-        for fd in (self.rfd, self.wfd):
+        # Idempotent: a closed fd number is soon reused, and closing it twice
+        # would close someone else's file.
+        fds, self.rfd, self.wfd = (self.rfd, self.wfd), -1, -1
+        for fd in fds:
+            if fd < 0:
+                continue
             try:
                 os.close(fd)
             except OSError:

@@ -319,9 +319,10 @@ class Sandbox:
 
     async def _pooled_worker(self, slot: int) -> Worker:
         async with self._spawn_locks[slot]:
+            if self._host is None:  # close() empties the slots
+                raise SandboxError("the sandbox was closed while the program waited to run")
             w = self._workers[slot]
             if w is None or w.dead:
-                assert self._host is not None
                 w = await self._spawn(slot, False)
                 self._workers[slot] = w
                 self._stats["respawns"] += 1
@@ -329,7 +330,6 @@ class Sandbox:
 
     async def _fresh_worker(self) -> Worker:
         """A worker that has never run a program, forked ahead of time when possible."""
-        assert self._host is not None
         w = self._spares.pop() if self._spares else await self._spawn(self.n_workers, True)
         if self._refill is None or self._refill.done():
             self._refill = asyncio.get_running_loop().create_task(self._refill_spares())
@@ -353,18 +353,27 @@ class Sandbox:
 
     def _abandon(self, slot: int | None, w: Worker) -> None:
         """Give up a worker whose state is unknown (a run was cancelled mid-way)."""
+        self._forget(slot, w)
+        if self._host is None:
+            w.close_fds()  # closed: the host killed its workers, and nothing reaps this list now
+        else:
+            self._abandoned.append(w)
+
+    def _forget(self, slot: int | None, w: Worker) -> None:
+        """Take ``w`` out of service; its slot is empty (or already gone, after close)."""
         w.mark_dead()
-        if slot is not None and self._workers[slot] is w:
+        # close() empties the slot list, and a cancellation may arrive after it.
+        if slot is not None and slot < len(self._workers) and self._workers[slot] is w:
             self._workers[slot] = None
-        self._abandoned.append(w)
 
     async def _retire(self, slot: int | None, w: Worker, ex: Exchange) -> None:
         host = self._host
-        assert host is not None
         # Candidates queued behind this one see the worker gone and go elsewhere.
-        w.mark_dead()
-        if slot is not None and self._workers[slot] is w:
-            self._workers[slot] = None
+        self._forget(slot, w)
+        if host is None:  # closed under a running program: the host took its workers with it
+            w.close_fds()
+            ex.detail = ex.detail or "the sandbox was closed"
+            return
         try:
             if ex.outcome == "died":
                 self._stats["crashes"] += 1

@@ -6,6 +6,7 @@ imported lazily so that importing this package pulls in neither torch nor vLLM.
 
 from __future__ import annotations
 
+import importlib
 import re
 from pathlib import Path
 from typing import Literal, Optional
@@ -46,6 +47,11 @@ class ModelConfig(BaseModel):
         "for 'openai' the name the server serves ('smollm2' also finds the embedded model served from its folder).",
     )
     device: str = Field("auto", description="transformers: 'auto' (cuda when available), 'cpu', 'cuda', 'cuda:N' or 'mps'.")
+    threads: Optional[int] = Field(
+        None, ge=1,
+        description="transformers on CPU: torch threads; unset = all cores but one (at least 1), which is left "
+        "to the sandbox verifying programs on the same machine.",
+    )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="transformers/vllm weights dtype; 'auto' is bfloat16 on GPU and float32 on CPU."
     )
@@ -95,39 +101,35 @@ class ModelConfig(BaseModel):
         return self
 
 
+# Per backend: where it lives, and the ModelConfig fields its constructor takes after the model.
+_BACKENDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "transformers": ("agent.backends.hf_local", "TransformersBackend", ("device", "dtype", "threads")),
+    "openai": (
+        "agent.backends.openai_server",
+        "OpenAIBackend",
+        ("base_url", "endpoint", "api_key_env", "concurrency", "request_timeout_s", "max_retries", "tokenizer"),
+    ),
+    "vllm": (
+        "agent.backends.vllm_inprocess",
+        "VLLMBackend",
+        ("dtype", "tensor_parallel_size", "gpu_memory_utilization", "max_model_len", "enable_prefix_caching"),
+    ),
+}
+
+
 def make_backend(cfg: ModelConfig) -> Backend:
     """The backend ``cfg`` describes; not started (call ``await backend.start()``)."""
-    if cfg.backend == "transformers":
-        from agent.backends.hf_local import TransformersBackend
-
-        return TransformersBackend(cfg.model, device=cfg.device, dtype=cfg.dtype)
-    if cfg.backend == "openai":
-        from agent.backends.openai_server import OpenAIBackend
-
-        assert cfg.base_url is not None  # checked by the validator
-        return OpenAIBackend(
-            cfg.model,
-            base_url=cfg.base_url,
-            endpoint=cfg.endpoint,
-            api_key_env=cfg.api_key_env,
-            concurrency=cfg.concurrency,
-            request_timeout_s=cfg.request_timeout_s,
-            max_retries=cfg.max_retries,
-            tokenizer=cfg.tokenizer,
-        )
-    if cfg.backend == "vllm":
-        from agent.backends.vllm_inprocess import VLLMBackend
-
-        return VLLMBackend(
-            cfg.model,
-            dtype=cfg.dtype,
-            tensor_parallel_size=cfg.tensor_parallel_size,
-            gpu_memory_utilization=cfg.gpu_memory_utilization,
-            max_model_len=cfg.max_model_len,
-            enable_prefix_caching=cfg.enable_prefix_caching,
-        )
     if cfg.backend == "replay":
         from agent.backends.replay import ReplayBackend
 
         return ReplayBackend(cfg.replay_dir)
-    raise BackendError(f"unknown backend {cfg.backend!r}")  # unreachable: the Literal is validated
+    if cfg.backend not in _BACKENDS:
+        raise BackendError(f"unknown backend {cfg.backend!r}")  # unreachable: the Literal is validated
+    module, cls, fields = _BACKENDS[cfg.backend]
+    options = {name: getattr(cfg, name) for name in fields}
+    if cfg.backend == "transformers" and options["threads"] is None:
+        from agent.backends.hf_local import threads_beside_sandbox
+
+        # A run verifies programs in a sandbox on this same machine.
+        options["threads"] = threads_beside_sandbox()
+    return getattr(importlib.import_module(module), cls)(cfg.model, **options)

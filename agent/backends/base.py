@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
@@ -25,6 +25,22 @@ class SamplingParams(BaseModel):
     max_tokens: int = Field(1024, ge=1, description="Hard cap on generated tokens per completion; always sent.")
     seed: int | None = Field(None, description="Per-request seed, derived from (run seed, task, round, request).")
     stop: list[str] = Field(default_factory=list, description="Stop strings.")
+
+    def request_fields(self, *, n: int, seed: int | None) -> dict[str, Any]:
+        """The settings as an engine or server takes them, for ``n`` samples with ``seed``.
+
+        Optional settings appear only when set: strict servers reject fields they do not know.
+        """
+        fields: dict[str, Any] = {"n": n, "temperature": self.temperature, "top_p": self.top_p, "max_tokens": self.max_tokens}
+        if seed is not None:
+            fields["seed"] = seed
+        if self.top_k is not None:
+            fields["top_k"] = self.top_k
+        if self.min_p is not None:
+            fields["min_p"] = self.min_p
+        if self.stop:
+            fields["stop"] = list(self.stop)
+        return fields
 
 
 class Completion(BaseModel):

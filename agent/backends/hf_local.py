@@ -32,6 +32,29 @@ def _cpu_cores() -> int:
         return os.cpu_count() or 1
 
 
+def threads_beside_sandbox() -> int:
+    """Torch threads for a model sharing the machine with the sandbox: all cores but one.
+
+    Torch threads that must share a core with sandbox workers wait on each other,
+    and generation slows down several times over on a small machine.
+    """
+    return max(1, _cpu_cores() - 1)
+
+
+def quiet_transformers() -> None:
+    """Silence transformers' own progress bars and warnings; errors still reach stderr.
+
+    Our CLI shows its own progress; tqdm bars ("Loading weights: 100%|...") and
+    generation warnings would be written into its output, even to a log file.
+    TRANSFORMERS_VERBOSITY, when set, still wins.
+    """
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # hub download bars too
+    if not os.environ.get("TRANSFORMERS_VERBOSITY"):
+        hf_logging.set_verbosity_error()
+
+
 def _hub_snapshot(model_id: str) -> Path | None:
     """The local snapshot folder of a hub model (for hashing its weights), if it is in the cache."""
     try:
@@ -55,7 +78,8 @@ class TransformersBackend:
         self.model_id = model
         self._device_setting = device
         self._dtype_setting = dtype
-        self._threads = threads
+        self.threads = threads
+        """Torch threads on CPU; None: all cores."""
         self._path: Path | None = None
         self._model: Any = None
         self._tokenizer: Any = None
@@ -120,13 +144,23 @@ class TransformersBackend:
             dtype = getattr(torch, self._dtype_setting)
         return device, dtype
 
+    def _apply_threads(self, device: str) -> None:
+        # torch's thread count is kept per OS thread once a thread has used it, and
+        # loading and generation run in executor threads: set it in each of them.
+        if device == "cpu":
+            import torch
+
+            want = self.threads or _cpu_cores()
+            if torch.get_num_threads() != want:
+                torch.set_num_threads(want)
+
     def _load_sync(self) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        quiet_transformers()
         device, dtype = self._pick_device_dtype()
-        if device == "cpu":
-            torch.set_num_threads(self._threads or _cpu_cores())
+        self._apply_threads(device)
         path = self._resolve_path()
         local_only = isinstance(path, Path)
         if not local_only:
@@ -251,6 +285,8 @@ class TransformersBackend:
                 return torch.full((input_ids.shape[0],), bool(cancelled and cancelled.is_set()), dtype=torch.bool, device=input_ids.device)
 
         with self._thread_lock:
+            assert self._device is not None
+            self._apply_threads(self._device)
             tokenizer, model = self._tokenizer, self._model
             prompt = render_with_template(tokenizer, messages)
             enc = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
@@ -328,4 +364,5 @@ class TransformersBackend:
             "torch": torch.__version__,
             "device": self._device,
             "dtype": str(self._dtype).removeprefix("torch.") if self._dtype is not None else None,
+            "threads": (self.threads or _cpu_cores()) if self._device == "cpu" else None,
         }

@@ -170,26 +170,12 @@ class OpenAIBackend:
         return render_plain(messages)
 
     def _body(self, messages: list[Message], params: SamplingParams, n: int, seed: int | None) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "model": self.model_id,
-            "n": n,
-            "max_tokens": params.max_tokens,
-            "temperature": params.temperature,
-            "top_p": params.top_p,
-        }
+        # top_k and min_p are vLLM/SGLang extras, sent only when set.
+        body: dict[str, Any] = {"model": self.model_id, **params.request_fields(n=n, seed=seed)}
         if self.endpoint == "chat":
             body["messages"] = as_dicts(messages)
         else:
             body["prompt"] = self._prompt_text(messages)
-        if seed is not None:
-            body["seed"] = seed
-        if params.stop:
-            body["stop"] = list(params.stop)
-        # vLLM/SGLang extras, sent only when set: strict servers reject unknown fields.
-        if params.top_k is not None:
-            body["top_k"] = params.top_k
-        if params.min_p is not None:
-            body["min_p"] = params.min_p
         return body
 
     async def _post(self, body: dict[str, Any]) -> tuple[dict[str, Any], float]:

@@ -205,22 +205,9 @@ class VLLMBackend:
                     pending.future.set_result(result)
 
     def _sampling_params(self, params: SamplingParams) -> Any:
-        greedy = params.temperature == 0
-        kwargs: dict[str, Any] = dict(
-            # Greedy samples are identical: one is generated and copied.
-            n=1 if greedy else params.n,
-            temperature=params.temperature,
-            top_p=params.top_p,
-            max_tokens=params.max_tokens,
-            seed=params.seed,
-        )
-        if params.top_k is not None:
-            kwargs["top_k"] = params.top_k
-        if params.min_p is not None:
-            kwargs["min_p"] = params.min_p
-        if params.stop:
-            kwargs["stop"] = list(params.stop)
-        return self._sp_class(**kwargs)
+        # Greedy samples are identical: one is generated and copied.
+        n = 1 if params.temperature == 0 else params.n
+        return self._sp_class(**params.request_fields(n=n, seed=params.seed))
 
     def _run_batch(self, batch: list[_Pending]) -> list[list[Completion] | BaseException]:
         """One engine call for the whole batch; if it fails, each prompt alone, so one bad prompt fails only itself."""

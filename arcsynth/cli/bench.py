@@ -21,9 +21,13 @@ def sandbox_bench(
 
 @app.command("agent")
 def agent_bench(
-    tasks: int = typer.Option(3, "--tasks", help="ARC tasks solved end to end."),
+    tasks: int = typer.Option(3, "--tasks", help="ARC tasks (the smallest of arc1:train) solved end to end."),
+    samples: int = typer.Option(4, "--samples", help="Completions per request (the batch size of each generate call)."),
+    max_tokens: int = typer.Option(96, "--max-tokens", help="Tokens per completion; more lets more programs be complete enough to verify."),
+    concurrency: int = typer.Option(3, "--concurrency", help="Tasks in flight in the agent."),
+    threads: int = typer.Option(None, "--threads", help="Torch CPU threads (default: all cores but one)."),
 ) -> None:
     """Raw transformers generate tokens/s vs the agent's end-to-end tokens/s (SmolLM2, CPU)."""
     from agent.bench import main
 
-    main(tasks=tasks)
+    main(tasks=tasks, samples=samples, max_tokens=max_tokens, concurrency=concurrency, threads=threads)

@@ -185,7 +185,7 @@ def test_hash_is_the_same_in_another_process():
 @pytest.mark.parametrize("override", [
     "seed=1", "sampling.temperature=0.7", "sampling.samples_per_prompt=9", "sampling.min_p=0.05",
     "budget.rounds=5", "prompt.encoding=\"other\"", "data.dataset=\"arc2:eval\"", "data.limit=3",
-    "model.model=\"other\"", "model.dtype=\"bfloat16\"",
+    "model.model=\"other\"", "model.dtype=\"bfloat16\"", "search.selection_c=5.0", "search.selection_c=0",
 ])
 def test_hash_changes_with_result_fields(override):
     assert config_hash(parse_config({}, [override])) != config_hash(RunConfig())
@@ -208,6 +208,8 @@ def test_hash_ignores_excluded_fields(dotted):
         new = "1" if old != 1 else "2"
         if isinstance(old, float) and old <= 1:
             new = "0.5" if old != 0.5 else "0.6"
+    elif dotted == "model.threads":
+        new = "3"  # unset (None) by default
     else:
         new = '"changed"'
     tree = base.model_dump(mode="json")
@@ -218,3 +220,12 @@ def test_hash_ignores_excluded_fields(dotted):
     changed = parse_config(tree, [f"{dotted}={new}"])
     assert _get(changed, dotted) != _get(base, dotted)
     assert config_hash(changed) == config_hash(base)
+
+
+def test_selection_c_comes_from_the_config_and_must_be_a_finite_non_negative_number(tmp_path):
+    assert RunConfig().search.selection_c == 20.0  # SOAR's C
+    assert parse_config({"search": {"selection_c": 3.5}}).search.selection_c == 3.5
+    for bad in ("-1.0", "inf", "nan"):
+        with pytest.raises(ConfigError) as err:
+            parse_config({}, [f"search.selection_c={bad}"])
+        assert "search.selection_c" in str(err.value)

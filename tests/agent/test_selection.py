@@ -13,7 +13,7 @@ def behaviour(pid: str, accuracy: float, order: int = 0) -> Behaviour:
     """A behaviour whose single train pair has the given cell accuracy."""
     v = PairVerdict(status="pass" if accuracy == 1.0 else "wrong", output=[[order % 10]], shape_match=True, cell_accuracy=accuracy)
     verdict = CandidateVerdict(train=[v], test=[], isolation=[])
-    return Behaviour(Candidate(pid, (1, order, 0), "def transform(g): return g", pid, verdict), [pid])
+    return Behaviour(Candidate(pid, (1, order, 0), "def transform(g): return g", pid, verdict))
 
 
 def pool() -> list[Behaviour]:

@@ -119,3 +119,26 @@ def test_score_counts_either_attempt_and_is_none_without_answers(task):
     assert score_attempts(task, [{"attempt_1": wrong, "attempt_2": wrong}]) == 0.0
     hidden = task_from_json({"train": [p.to_json() for p in task.train], "test": [{"input": wrong}]}, "hidden")
     assert score_attempts(hidden, [{"attempt_1": wrong, "attempt_2": wrong}]) is None
+
+
+def test_votes_do_not_depend_on_the_order_verifications_finish(task):
+    # Verification finishes in whatever order the sandbox pool gets to it; a run
+    # and its replay must still record the same groups and the same sources.
+    programs = [
+        program(task, "p0", 0, rot180),
+        program(task, "p1", 1, lambda g: np.flipud(np.fliplr(g))),  # same behaviour as p0
+        program(task, "p2", 2, rot180, test_fn=flip),
+        program(task, "p3", 3, rot180),
+        program(task, "p4", 4, flip, train_ok=False),
+        program(task, "p5", 5, flip, train_ok=False),
+    ]
+    answers = []
+    for arrival in ([0, 1, 2, 3, 4, 5], [5, 3, 1, 4, 2, 0], [3, 0, 5, 2, 1, 4]):
+        pool = CandidatePool()
+        for i in arrival:
+            pool.add(programs[i])
+        assert [b.program_ids for b in pool.behaviours] == [["p0", "p1", "p3"], ["p2"], ["p4", "p5"]]
+        answers.append(vote(task, pool.behaviours))
+    assert answers[0].groups[0][0].program_ids == ["p0", "p1", "p3"]
+    assert "first p0" in answers[0].sources[0][0]
+    assert all(a == answers[0] for a in answers[1:])

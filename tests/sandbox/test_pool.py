@@ -93,3 +93,36 @@ async def test_survives_the_host_being_killed(fast_config, rot180_task):
         assert all(v.all_train_pass or v.train[0].error_type == "Crashed" for v in verdicts)
         assert (await sb.run(ROT180, rot180_task)).all_train_pass
         assert sb.stats["host_restarts"] == 1 and sb.layers == layers
+
+
+async def runs_caught_by_close(config, task, *, cancel: bool) -> list:
+    """Results of looping programs, more than the workers, when the sandbox closes under them.
+
+    Some are mid-exchange, some queued for a slot; with ``cancel`` each is then cancelled.
+    """
+    from sandbox import Sandbox
+
+    sb = Sandbox(config)
+    await sb.start()
+    tasks = [asyncio.create_task(sb.run(LOOP, task)) for _ in range(sb.n_workers + 2)]
+    await asyncio.sleep(0.2)
+    await sb.close()
+    if cancel:
+        for t in tasks:
+            t.cancel()
+    results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=30)
+    await sb.close()  # closing twice is harmless
+    return results
+
+
+async def test_runs_cancelled_after_close_raise_only_cancelled(fast_config, rot180_task):
+    results = await runs_caught_by_close(fast_config, rot180_task, cancel=True)
+    assert all(isinstance(r, asyncio.CancelledError) for r in results), results
+
+
+async def test_closing_under_running_programs_ends_them_with_a_sandbox_error(fast_config, rot180_task):
+    from sandbox import SandboxError
+
+    results = await runs_caught_by_close(fast_config, rot180_task, cancel=False)
+    # Never an internal error: a verdict (the program died with the host) or a clear SandboxError.
+    assert all(isinstance(r, SandboxError) or not r.all_train_pass for r in results), results

@@ -136,15 +136,21 @@ async def test_uncached_hub_model_offline_fails_fast_and_says_why(monkeypatch, t
         await asyncio.wait_for(TransformersBackend("someone/not-cached-model", device="cpu").start(), 60)
 
 
-@slow
-async def test_any_local_model_folder_loads_offline(smollm2_folder, monkeypatch):
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    backend = TransformersBackend(str(smollm2_folder), device="cpu")
+async def load_and_sample_once(folder) -> tuple[TransformersBackend, object]:
+    """A fresh backend on ``folder``: loaded, asked for two tokens, closed."""
+    backend = TransformersBackend(str(folder), device="cpu")
     await backend.start()
     try:
         [c] = await backend.generate(PROMPT, SamplingParams(max_tokens=2, seed=0), "x")
     finally:
         await backend.close()
+    return backend, c
+
+
+@slow
+async def test_any_local_model_folder_loads_offline(smollm2_folder, monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    backend, c = await load_and_sample_once(smollm2_folder)
     assert c.completion_tokens <= 2
     assert os.environ["HF_HUB_OFFLINE"] == "1"  # a local folder never waits on the hub
     assert backend.provenance()["path"] == str(smollm2_folder)
@@ -179,3 +185,23 @@ def test_model_sampling_defaults_do_not_leak_into_requests():
     config.update(**model_defaults.to_dict(), defaults_only=True)  # what generate() does
     assert (config.top_k, config.top_p, config.repetition_penalty, config.min_p, config.typical_p) == (0, 1.0, 1.0, 0.0, 1.0)
     assert (config.do_sample, config.temperature, config.num_return_sequences, config.max_new_tokens) == (True, 0.7, 3, 50)
+
+
+@slow
+async def test_loading_prints_no_progress_bars_but_errors_still_show(smollm2_folder, monkeypatch, capfd, caplog):
+    from transformers.utils import logging as hf_logging
+
+    monkeypatch.delenv("TRANSFORMERS_VERBOSITY", raising=False)
+    # As in a fresh process: transformers' bars and warnings on.
+    hf_logging.enable_progress_bar()
+    hf_logging.set_verbosity_warning()
+    capfd.readouterr()
+    await load_and_sample_once(smollm2_folder)
+    err = capfd.readouterr().err
+    assert "Loading weights" not in err and "%|" not in err, err[:300]
+    logger = hf_logging.get_logger("transformers.modeling_utils")
+    with caplog.at_level(0):  # pytest's own threshold lets everything through; transformers' decides
+        logger.warning("a transformers warning")
+        logger.error("a real error from transformers")
+    messages = [r.getMessage() for r in caplog.records]
+    assert "a real error from transformers" in messages and "a transformers warning" not in messages

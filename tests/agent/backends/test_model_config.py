@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+
 import pytest
 from pydantic import ValidationError
 
@@ -61,3 +64,38 @@ def test_replay_config_builds_the_replay_backend(tmp_path):
     replay = pytest.importorskip("agent.backends.replay")
     backend = make_backend(ModelConfig(backend="replay", replay_dir=tmp_path))
     assert isinstance(backend, replay.ReplayBackend)
+
+
+def test_transformers_threads_default_to_all_cores_but_one_and_pass_through():
+    from agent.backends.hf_local import _cpu_cores
+
+    assert ModelConfig().threads is None
+    assert make_backend(ModelConfig()).threads == max(1, _cpu_cores() - 1)
+    assert make_backend(ModelConfig(threads=3)).threads == 3
+    with pytest.raises(ValidationError, match="threads"):
+        ModelConfig(threads=0)
+
+
+@pytest.mark.slow
+async def test_configured_threads_reach_torch_where_it_generates(smollm2_folder):
+    import torch
+
+    from agent.backends.base import Message, SamplingParams
+
+    # Loading and generation run in executor threads, and torch keeps a thread
+    # count per OS thread: check it there. One executor thread, so it is that one.
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(pool)
+    before = await loop.run_in_executor(pool, torch.get_num_threads)
+    wanted = 1 if before != 1 else 2
+    backend = make_backend(ModelConfig(model=str(smollm2_folder), device="cpu", threads=wanted))
+    try:
+        await backend.start()
+        await loop.run_in_executor(pool, torch.set_num_threads, before)  # as if another library changed it
+        await backend.generate([Message(role="user", content="Hi")], SamplingParams(max_tokens=2, seed=0), "x")
+        assert await loop.run_in_executor(pool, torch.get_num_threads) == wanted
+        assert backend.provenance()["threads"] == wanted
+    finally:
+        await backend.close()
+        await loop.run_in_executor(pool, torch.set_num_threads, before)
