@@ -1,6 +1,6 @@
 """Tokens per second of the in-process transformers backend at several samples per request.
 
-    python benchmarks/backend_throughput.py [--model smollm2] [--max-tokens 64] [--n 1 4 8]
+    python benchmarks/backend_throughput.py [--model smollm2] [--max-tokens 64] [--n 1 4 8] [--threads N]
 """
 
 from __future__ import annotations
@@ -25,10 +25,11 @@ async def main() -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     parser.add_argument("--max-tokens", type=int, default=64, help="tokens per completion")
     parser.add_argument("--n", type=int, nargs="+", default=[1, 4, 8], help="samples per request")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: the backend's)")
     parser.add_argument("--repeats", type=int, default=2, help="requests per n (the best is reported)")
     args = parser.parse_args()
 
-    backend = TransformersBackend(args.model, device=args.device)
+    backend = TransformersBackend(args.model, device=args.device, threads=args.threads)
     started = time.perf_counter()
     await backend.start()
     print(f"load: {time.perf_counter() - started:.1f} s  {backend.provenance()['device']}  load average {os.getloadavg()[0]:.1f}")

@@ -9,7 +9,7 @@ app = typer.Typer(no_args_is_help=True, help="Measure throughput; the last line 
 
 @app.command("sandbox")
 def sandbox_bench(
-    n: int = typer.Option(600, "--n", help="Candidates per design on the mix (the subprocess design runs fewer)."),
+    n: int = typer.Option(2000, "--n", help="Candidates per design on the mix (the subprocess design runs fewer)."),
     workers: int = typer.Option(0, "--workers", help="Worker processes for every design; 0 = one per core."),
     seed: int = typer.Option(0, "--seed", help="Seed of the program mix."),
 ) -> None:

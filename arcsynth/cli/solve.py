@@ -161,10 +161,12 @@ def _summary_table(summary: dict[str, Any], run_dir: Path) -> Any:
         row("completion tokens/s (this session)", f"{summary['session_completion_tokens_per_s']:.1f}")
     sb = summary.get("sandbox_stats")
     if isinstance(sb, dict) and sb:
-        # The throughput figures; summary.json holds every counter.
-        shown = ("candidates", "candidates_per_s", "timeouts", "crashes", "workers")
-        row("sandbox", ", ".join(
-            f"{k} {sb[k]:.3g}" if isinstance(sb[k], float) else f"{k} {sb[k]}" for k in shown if k in sb))
+        # Throughput per busy worker second: wall-clock candidates/s would mostly
+        # measure how long the sandbox waited for the model. summary.json holds every counter.
+        n, busy = sb.get("candidates", 0), sb.get("busy_s", 0.0)
+        rate = f", {n / busy:.0f} candidates/s of worker time" if busy > 0 else ""
+        row("sandbox", f"{n} candidates{rate}, {sb.get('timeouts', 0)} timeouts, {sb.get('crashes', 0)} crashes, "
+            f"{sb.get('workers', '?')} workers")
     if summary.get("stop_reasons"):
         row("stop reasons", ", ".join(f"{k}: {v}" for k, v in summary["stop_reasons"].items()))
     return t
