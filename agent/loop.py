@@ -75,8 +75,8 @@ async def solve_task(task: Task, ctx: SolveContext) -> TaskOutcome:
     ctx.recorder.emit(TaskStart(task_id=task.id, n_train=len(task.train), n_test=len(task.test)))
     status, stop_reason = "done", f"{ctx.config.budget.rounds} rounds done"
     try:
-        for round in range(ctx.config.budget.rounds):
-            await search.run_round(search.plan_round(round))
+        for round_index in range(ctx.config.budget.rounds):
+            await search.run_round(search.plan_round(round_index))
     except StopSolving as stop:
         stop_reason = stop.reason
     except PromptTooLong as e:
