@@ -100,8 +100,13 @@ def library_paths() -> list[str]:
             cands.append(p)
     cands += site.getsitepackages() if hasattr(site, "getsitepackages") else []
     cands += import_paths()[1:]
+    return _existing_dirs(cands)
+
+
+def _existing_dirs(paths: list[str]) -> list[str]:
+    """The paths that are directories, each also by its real path, without repeats, in order."""
     out: list[str] = []
-    for p in cands:
+    for p in paths:
         for q in (p, os.path.realpath(p)):
             if os.path.isdir(q) and q not in out:
                 out.append(q)
@@ -119,12 +124,7 @@ def interpreter_paths() -> list[str]:
     # part of the project mounted).
     cands.append(os.path.join(_package_parent(), "sandbox"))
     cands += _ld_library_dirs()
-    out: list[str] = []
-    for p in cands:
-        for q in (p, os.path.realpath(p)):
-            if os.path.isdir(q) and q not in out:
-                out.append(q)
-    return out
+    return _existing_dirs(cands)
 
 
 def find_bwrap() -> str | None:
