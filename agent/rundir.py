@@ -219,10 +219,12 @@ class RunDir:
         return target
 
     def done_task_ids(self) -> set[str]:
-        """Tasks with a result file: what a resume does not redo."""
-        if not self.results_dir.is_dir():
-            return set()
-        return {p.stem for p in self.results_dir.glob("*.json") if not p.name.startswith(".")}
+        """Tasks with a result that a resume does not redo.
+
+        A task that ended in an error (a server that died, a sandbox failure) is
+        not done: resuming once the fault is fixed is how the user retries it.
+        """
+        return {task_id for task_id, result in self.read_results().items() if result.get("status") != "error"}
 
     def read_results(self) -> dict[str, dict[str, Any]]:
         """Every task result, by task id, in file-name order."""

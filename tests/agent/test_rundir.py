@@ -84,6 +84,16 @@ def test_results_are_written_atomically_and_listed(tmp_path):
         rd.write_result("../escape", {})
 
 
+def test_a_task_that_ended_in_an_error_is_redone_on_resume(tmp_path):
+    rd = RunDir.create(tmp_path / "run")
+    rd.write_result("ok", {"task_id": "ok", "status": "done"})
+    rd.write_result("skip", {"task_id": "skip", "status": "skipped"})
+    rd.write_result("down", {"task_id": "down", "status": "error", "stop_reason": "server unreachable"})
+    assert rd.done_task_ids() == {"ok", "skip"}
+    # Its result stays readable until the retry overwrites it.
+    assert rd.read_results()["down"]["stop_reason"] == "server unreachable"
+
+
 def test_submission_is_built_from_results_once_per_task(tmp_path):
     rd = RunDir.create(tmp_path / "run")
     grid = [[1, 2], [3, 4]]
