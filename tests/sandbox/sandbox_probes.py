@@ -6,6 +6,19 @@ can see what a program managed from inside the sandbox.
 
 from __future__ import annotations
 
+import socket
+
+
+def no_connection_arrives(listener: socket.socket, wait_s: float) -> bool:
+    """True when nothing connects to ``listener`` within ``wait_s`` seconds."""
+    listener.settimeout(wait_s)
+    try:
+        conn, _ = listener.accept()
+    except socket.timeout:
+        return True
+    conn.close()
+    return False
+
 SECRETS = """import os
 
 def transform(grid):

@@ -113,13 +113,19 @@ async def test_concurrent_requests_go_to_the_engine_as_one_batch():
     await backend.close()
 
 
-async def test_requests_arriving_during_a_batch_form_the_next_batch():
+async def _engine_busy_with(text: str):
+    """A started backend whose (gated) engine is in the middle of one request for ``text``."""
     backend = _backend(batch_window_s=0.0)
     await backend.start()
     llm = backend._llm
     llm.gate = threading.Event()
-    first = asyncio.create_task(backend.generate(_ask("first"), SamplingParams(), "a"))
-    await asyncio.to_thread(llm.entered.wait, 5)  # the engine is busy with "first"
+    request = asyncio.create_task(backend.generate(_ask(text), SamplingParams(), "a"))
+    await asyncio.to_thread(llm.entered.wait, 5)
+    return backend, llm, request
+
+
+async def test_requests_arriving_during_a_batch_form_the_next_batch():
+    backend, llm, first = await _engine_busy_with("first")
     later = [asyncio.create_task(backend.generate(_ask(f"later{i}"), SamplingParams(), f"b{i}")) for i in range(3)]
     await asyncio.sleep(0.05)
     llm.gate.set()
@@ -165,12 +171,7 @@ async def test_a_failing_prompt_fails_only_its_own_request():
 
 
 async def test_close_fails_requests_still_waiting_instead_of_leaving_them_hanging():
-    backend = _backend(batch_window_s=0.0)
-    await backend.start()
-    llm = backend._llm
-    llm.gate = threading.Event()
-    running = asyncio.create_task(backend.generate(_ask("running"), SamplingParams(), "a"))
-    await asyncio.to_thread(llm.entered.wait, 5)
+    backend, llm, running = await _engine_busy_with("running")
     queued = asyncio.create_task(backend.generate(_ask("queued"), SamplingParams(), "b"))
     await asyncio.sleep(0.02)
     await backend.close()
