@@ -306,4 +306,8 @@ def bwrap_argv(bwrap: str) -> list[str]:
 
 
 def host_argv(spec_json: str) -> list[str]:
-    return [interpreter(), "-I", "-c", _BOOT, os.pathsep.join(import_paths()), spec_json]
+    # Not -I: it implies -E, which would ignore PYTHONHASHSEED. The environment
+    # is CLEAN_ENV, built here, so reading it is safe; -s and -P keep the user
+    # site directory and the working directory off the import path.
+    flags = ["-s", "-P"] if sys.version_info >= (3, 11) else ["-s"]
+    return [interpreter(), *flags, "-c", _BOOT, os.pathsep.join(import_paths()), spec_json]

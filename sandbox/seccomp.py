@@ -217,6 +217,32 @@ def set_no_new_privs() -> None:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
 
 
+class Prepared:
+    """The filter built once in a forking parent; each child fills in its own pid and loads it.
+
+    Building the program in Python costs ~0.4 ms, most of it in copy-on-write
+    faults when done in a fresh child; writing three pids into a ready buffer
+    costs nothing.
+    """
+
+    _SENTINEL = 0x7FFFFFF3  # no pid is this large (pid_max is at most 2**22)
+
+    def __init__(self) -> None:
+        code = build_filter(self._SENTINEL)
+        self._buf = ctypes.create_string_buffer(code, len(code))
+        self._prog = _SockFprog(len(code) // 8, ctypes.cast(self._buf, ctypes.c_void_p))
+        self._offsets = [i + 4 for i in range(0, len(code), 8) if struct.unpack_from("<I", code, i + 4)[0] == self._SENTINEL]
+        if not self._offsets:
+            raise AssertionError("the seccomp template lost its pid checks")
+
+    def install(self, own_pid: int) -> None:
+        for off in self._offsets:
+            struct.pack_into("<I", self._buf, off, own_pid)
+        set_no_new_privs()
+        if _libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(self._prog), 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_SECCOMP) failed")
+
+
 def install(own_pid: int) -> None:
     """Load the filter into the calling process (irreversible)."""
     code = build_filter(own_pid)

@@ -95,9 +95,20 @@ def _close_fds_except(keep: set[int]) -> None:
                 pass
 
 
-def harden(spec: dict, *, uid: int | None, ruleset_fd: int | None, keep_fds: tuple[int, ...]) -> list[str]:
+def harden(
+    spec: dict,
+    *,
+    uid: int | None,
+    ruleset_fd: int | None,
+    keep_fds: tuple[int, ...],
+    close_fds: tuple[int, ...] | None = None,
+    prepared: seccomp.Prepared | None = None,
+) -> list[str]:
     """Apply the layers named in ``spec``; returns the names of those applied.
 
+    ``close_fds``: the descriptors to close when the caller knows them all (a
+    zygote's child), else every descriptor but ``keep_fds`` is closed.
+    ``prepared``: a seccomp filter built before the fork.
     Raises on any failure: a process that could not harden itself must not run code.
     """
     applied = ["process"]
@@ -110,17 +121,22 @@ def harden(spec: dict, *, uid: int | None, ruleset_fd: int | None, keep_fds: tup
     # Not dumpable: no other process of the same uid may open this one's
     # /proc files (memory, fds) or trace it.
     _libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    devnull = os.open("/dev/null", os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
-    keep = {0, 1, 2, *keep_fds}
-    if ruleset_fd is not None:
-        keep.add(ruleset_fd)
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # a zygote set these before the fork
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     # The zygote's pipes to the trusted process go first of all.
-    _close_fds_except(keep)
-    os.chdir("/")
+    if close_fds is not None:
+        for fd in close_fds:
+            os.close(fd)
+    else:
+        devnull = os.open("/dev/null", os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        keep = {0, 1, 2, *keep_fds}
+        if ruleset_fd is not None:
+            keep.add(ruleset_fd)
+        _close_fds_except(keep)
+        os.chdir("/")
 
     mem = spec["memory_mb"] * 1024 * 1024
     limits = [
@@ -152,7 +168,10 @@ def harden(spec: dict, *, uid: int | None, ruleset_fd: int | None, keep_fds: tup
     elif ruleset_fd is not None:
         os.close(ruleset_fd)
     if spec.get("seccomp"):
-        seccomp.install(os.getpid())
+        if prepared is not None:
+            prepared.install(os.getpid())
+        else:
+            seccomp.install(os.getpid())
         applied.append("seccomp")
     return applied
 
@@ -369,10 +388,10 @@ def _read_to_end(fd: int) -> bytes:
 # ---- a candidate's child ----
 
 
-def _child_main(spec: dict, uid: int | None, ruleset_fd: int | None, req_r: int, res_w: int) -> None:
+def _child_main(spec: dict, uid: int | None, ruleset_fd: int | None, req_r: int, res_w: int, close_fds: tuple[int, ...], prepared: seccomp.Prepared | None) -> None:
     """In the fresh child: harden, read the program, run it on the inputs as they come, exit. Never returns."""
     try:
-        harden(spec, uid=uid, ruleset_fd=ruleset_fd, keep_fds=(req_r, res_w))
+        harden(spec, uid=uid, ruleset_fd=ruleset_fd, keep_fds=(req_r, res_w), close_fds=close_fds, prepared=prepared)
         head = _read_exact(req_r, 4)
         body = None if head is None else _read_exact(req_r, int.from_bytes(head, "little"))
         if body is None:
@@ -393,12 +412,13 @@ def _child_main(spec: dict, uid: int | None, ruleset_fd: int | None, req_r: int,
 class _Child:
     """A hardened child waiting for its request on a private pipe."""
 
-    def __init__(self, spec: dict, uid: int | None, ruleset_fd: int | None) -> None:
+    def __init__(self, z: _Zygote) -> None:
         req_r, self.req_w = os.pipe()
         self.res_r, res_w = os.pipe()
         pid = os.fork()
         if pid == 0:
-            _child_main(spec, uid, ruleset_fd, req_r, res_w)
+            # The zygote holds nothing else open (it closed the rest at start).
+            _child_main(z.spec, z.uid, z.ruleset_fd, req_r, res_w, (z.rfd, z.wfd, self.req_w, self.res_r), z.prepared)
         os.close(req_r)
         os.close(res_w)
         self.pid = pid
@@ -551,6 +571,15 @@ def _relay(child: _Child, wfd: int, body: bytearray, nonce: int, flush_s: float,
 # ---- the zygote ----
 
 
+class _Zygote:
+    """What every child of a zygote starts from: its settings, its pipes to close, a prepared filter."""
+
+    def __init__(self, spec: dict, rfd: int, wfd: int, uid: int | None, ruleset_fd: int | None) -> None:
+        self.spec, self.rfd, self.wfd, self.uid = spec, rfd, wfd, uid
+        self.ruleset_fd = ruleset_fd if spec.get("landlock") else None
+        self.prepared = seccomp.Prepared() if spec.get("seccomp") else None
+
+
 def serve(spec: dict, rfd: int, wfd: int, *, uid: int | None, ruleset_fd: int | None, once: bool) -> None:
     """The zygote loop: read a request, hand it to a fresh child, relay its results; exits on EOF.
 
@@ -558,7 +587,8 @@ def serve(spec: dict, rfd: int, wfd: int, *, uid: int | None, ruleset_fd: int | 
     request arrives, so that its memory holds no request at all; each request
     is overwritten here once handed over.
     """
-    child = _Child(spec, uid, ruleset_fd)
+    z = _Zygote(spec, rfd, wfd, uid, ruleset_fd)
+    child = _Child(z)
     while True:
         head = _read_exact(rfd, 4)
         body = None if head is None else _read_exact(rfd, int.from_bytes(head, "little"))
@@ -570,7 +600,7 @@ def serve(spec: dict, rfd: int, wfd: int, *, uid: int | None, ruleset_fd: int | 
         _relay(child, wfd, body, nonce, flush_s, src_end, spans)
         if once:
             os._exit(0)
-        child = _Child(spec, uid, ruleset_fd)
+        child = _Child(z)
 
 
 def main(spec: dict, rfd: int, wfd: int, *, uid: int | None, ruleset_fd: int | None, once: bool) -> None:
@@ -579,6 +609,7 @@ def main(spec: dict, rfd: int, wfd: int, *, uid: int | None, ruleset_fd: int | N
         _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         _libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         devnull = os.open("/dev/null", os.O_RDWR)
         for fd in (0, 1, 2):

