@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -279,7 +281,8 @@ async def execute_run(
                 config_hash=chash, seed=cfg.seed, argv=argv, backend=backend,
                 sandbox_layers=list(getattr(sb, "layers", []) or []), started_at=started_at, resumed=resumed,
             ))
-            recorder.emit(RunStart(run_id=rd.run_id, config_hash=chash, resumed=resumed))
+            recorder.emit(RunStart(run_id=rd.run_id, config_hash=chash, resumed=resumed, task_ids=[t.id for t in tasks],
+                                   pid=os.getpid(), host=socket.gethostname()))
             from agent.runner import run_tasks
 
             with ProgressDisplay(counters, live=live) as progress:
