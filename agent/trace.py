@@ -56,6 +56,29 @@ def text_digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:DIGEST_CHARS]
 
 
+PROGRAM_STATUSES = ("ok", "no_code", "syntax_error", "no_transform", "duplicate", "timeout", "error", "wrong", "pass")
+"""What became of a completion: ``ok`` extracted and not verified yet; ``no_code``,
+``syntax_error``, ``no_transform`` failed extraction; ``duplicate`` repeats an earlier
+program's source (not re-run); ``timeout`` / ``error`` failed on some train pair;
+``wrong`` ran but missed some train output; ``pass`` fits every train pair."""
+
+
+def program_status(extraction: str, duplicate_of: str | None = None, verdict: dict[str, Any] | None = None) -> str:
+    """The PROGRAM_STATUSES entry of a program, from its ProgramEvent and VerdictEvent fields."""
+    if verdict is not None:
+        if verdict.get("all_train_pass"):
+            return "pass"
+        statuses = [p.get("status") for p in verdict.get("train") or []]
+        if "timeout" in statuses:
+            return "timeout"
+        if "error" in statuses or "invalid_output" in statuses:
+            return "error"
+        return "wrong"
+    if extraction == "ok" and duplicate_of:
+        return "duplicate"
+    return extraction
+
+
 class _Event(BaseModel):
     v: int = TRACE_VERSION
     t: float = Field(default_factory=time.time, description="Unix time the event was recorded.")

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from agent.trace import TRACE_VERSION, TraceDecoder, TraceError, TraceVersionError
+from agent.trace import PROGRAM_STATUSES, TRACE_VERSION, TraceDecoder, TraceError, program_status
 
 __all__ = [
     "INDEX_NAME", "PROGRAM_STATUSES", "TASK_STATUSES", "AttemptView", "CandidateDetail", "CandidateSummary",
@@ -51,11 +51,6 @@ __all__ = [
 INDEX_NAME = "index.sqlite"
 SCHEMA_VERSION = 1
 """Bump when the tables or what goes into them change: older indexes are rebuilt."""
-
-PROGRAM_STATUSES = ("ok", "no_code", "syntax_error", "no_transform", "duplicate", "timeout", "error", "wrong", "pass")
-"""A program's status: ``ok`` is extracted and waiting for its verdict; ``duplicate`` repeats an
-earlier program's source; ``timeout``/``error`` failed on some train pair; ``wrong`` ran but
-missed some train output; ``pass`` fits every train pair."""
 
 TASK_STATUSES = ("solved", "train-solved", "unsolved", "skipped", "error", "running", "killed", "pending")
 """``solved``: every test input right (answers known). ``train-solved``: a program passes every
@@ -329,14 +324,7 @@ def _as_list(grid: Any) -> list[list[int]] | None:
 
 
 def _verdict_status(raw: dict[str, Any]) -> str:
-    if raw.get("all_train_pass"):
-        return "pass"
-    statuses = [p.get("status") for p in raw.get("train") or []]
-    if "timeout" in statuses:
-        return "timeout"
-    if "error" in statuses or "invalid_output" in statuses:
-        return "error"
-    return "wrong"
+    return program_status("ok", None, raw)
 
 
 _SCHEMA = """
@@ -457,6 +445,8 @@ class RunIndex:
         self._dataset_error: str | None = None
         self._active: dict[str, _TaskState] = {}
         self._texts = _Texts(self)
+        self.read_at_open = 0
+        """Trace bytes indexed by :meth:`open` (0 when the index was up to date)."""
 
     # -- opening -------------------------------------------------------------------------
 
@@ -483,7 +473,7 @@ class RunIndex:
             if not ix._usable():
                 ix._db.close()
                 ix._db = cls._connect(index_path, fresh=True)
-            ix.refresh()
+            ix.read_at_open = ix.refresh()
         except BaseException:
             ix.close()
             raise

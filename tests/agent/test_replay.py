@@ -155,7 +155,7 @@ def test_cli_replay_reports_a_diverged_run(scripted_recorded, tmp_path):
     for i, line in enumerate(lines):
         ev = json.loads(line)
         if ev["event"] == "prompt" and ev["round"] == 0:
-            ev["messages"][-1]["content"] += " (edited)"
+            ev["message_parts"][-1]["parts"].append(" (edited)")  # format 2: messages are stored as parts
             lines[i] = json.dumps(ev)
             victim = ev["task_id"]
             break
