@@ -849,7 +849,7 @@ class RunIndex:
         task_ids = json.loads(sessions[-1][3]) if sessions and sessions[-1][3] else None
         return RunHeader(
             path=str(self.run_dir), name=str(cfg.get("name") or self.run_dir.name), status=status,
-            backend=model_cfg.get("backend") or prov_model.get("backend"),
+            backend=prov_model.get("backend") or model_cfg.get("backend"),
             model=prov_model.get("model_id") or model_cfg.get("model"),
             dataset=(cfg.get("data") or {}).get("dataset"),
             config_hash=(sessions[-1][2] if sessions else None) or prov.get("config_hash"),
