@@ -423,8 +423,9 @@ def summarize_results(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------
 # Comparing runs (replay checks)
 
-VOLATILE_KEYS = frozenset({"t", "wall_s", "runtime_s", "elapsed_s", "started_at", "behaviour_duplicate_of"})
-"""Fields that differ between a run and its replay by nature: timings, and
+VOLATILE_KEYS = frozenset({"v", "t", "wall_s", "runtime_s", "elapsed_s", "started_at", "behaviour_duplicate_of"})
+"""Fields that differ between a run and its replay by nature: the trace format version
+(a run recorded in format 1 replays in format 2 with the same content), timings, and
 ``behaviour_duplicate_of``, which names a program with the same outputs whose
 verification had finished when this one's did. Programs of concurrent requests
 finish in whatever order the sandbox workers get to them, so that name can only

@@ -34,11 +34,12 @@ import json
 import os
 import socket
 import sqlite3
+import threading
 import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 from agent.trace import PROGRAM_STATUSES, TRACE_VERSION, TraceDecoder, TraceError, program_status
 
@@ -328,22 +329,22 @@ def _verdict_status(raw: dict[str, Any]) -> str:
 
 
 _SCHEMA = """
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
-CREATE TABLE sessions (seq INTEGER PRIMARY KEY, t_start REAL, t_last REAL, run_id TEXT, config_hash TEXT,
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS sessions (seq INTEGER PRIMARY KEY, t_start REAL, t_last REAL, run_id TEXT, config_hash TEXT,
     resumed INTEGER, task_ids TEXT, pid INTEGER, host TEXT, ended INTEGER DEFAULT 0, summary TEXT);
-CREATE TABLE tasks (task_id TEXT PRIMARY KEY, ord INTEGER, attempt INTEGER, state TEXT, score REAL,
+CREATE TABLE IF NOT EXISTS tasks (task_id TEXT PRIMARY KEY, ord INTEGER, attempt INTEGER, state TEXT, score REAL,
     solved_train INTEGER, n_programs INTEGER, n_passing INTEGER, best_acc REAL, prompt_tokens INTEGER,
     completion_tokens INTEGER, wall_s REAL, t_start REAL, t_last REAL, stop_reason TEXT, reason TEXT,
     counts TEXT, n_train INTEGER, n_test INTEGER);
-CREATE TABLE programs (task_id TEXT, attempt INTEGER, program_id TEXT, request_id TEXT, round INTEGER,
+CREATE TABLE IF NOT EXISTS programs (task_id TEXT, attempt INTEGER, program_id TEXT, request_id TEXT, round INTEGER,
     status TEXT, train_acc REAL, prog_off INTEGER, prog_len INTEGER, verdict_off INTEGER, verdict_len INTEGER,
     completion_off INTEGER, completion_len INTEGER, completion_tokens INTEGER,
     PRIMARY KEY (task_id, attempt, program_id)) WITHOUT ROWID;
-CREATE TABLE requests (task_id TEXT, attempt INTEGER, request_id TEXT, off INTEGER, len INTEGER,
+CREATE TABLE IF NOT EXISTS requests (task_id TEXT, attempt INTEGER, request_id TEXT, off INTEGER, len INTEGER,
     PRIMARY KEY (task_id, attempt, request_id)) WITHOUT ROWID;
-CREATE TABLE events (id INTEGER PRIMARY KEY, task_id TEXT, attempt INTEGER, off INTEGER, len INTEGER, kind TEXT);
-CREATE INDEX events_task ON events (task_id, attempt);
-CREATE TABLE texts (digest TEXT PRIMARY KEY, off INTEGER, len INTEGER) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY, task_id TEXT, attempt INTEGER, off INTEGER, len INTEGER, kind TEXT);
+CREATE INDEX IF NOT EXISTS events_task ON events (task_id, attempt);
+CREATE TABLE IF NOT EXISTS texts (digest TEXT PRIMARY KEY, off INTEGER, len INTEGER) WITHOUT ROWID;
 """
 
 _TASK_COLS = ("task_id", "ord", "attempt", "state", "score", "solved_train", "n_programs", "n_passing", "best_acc",
@@ -425,12 +426,24 @@ class _Texts:
 # ---------------------------------------------------------------------------------------
 # The index
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _locked(fn: _F) -> _F:
+    """Serialise calls: a viewer may refresh from a timer while a worker thread loads a task."""
+    def wrapper(self: "RunIndex", *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return fn(self, *args, **kwargs)
+
+    wrapper.__name__, wrapper.__doc__, wrapper.__qualname__ = fn.__name__, fn.__doc__, fn.__qualname__
+    return wrapper  # type: ignore[return-value]
+
 
 class RunIndex:
     """A run directory opened for reading through its index (see the module docstring).
 
     Open with :meth:`open` (builds or updates the index), close with :meth:`close`
-    or a ``with`` block. Not thread-safe: use one RunIndex per thread.
+    or a ``with`` block. Calls from several threads are serialised by a lock.
     """
 
     def __init__(self, run_dir: Path, db: sqlite3.Connection, index_path: Path):
@@ -445,6 +458,8 @@ class RunIndex:
         self._dataset_error: str | None = None
         self._active: dict[str, _TaskState] = {}
         self._texts = _Texts(self)
+        self._lock = threading.RLock()
+        self._state_offset = -1  # the trace offset self._active reflects (-1: none)
         self.read_at_open = 0
         """Trace bytes indexed by :meth:`open` (0 when the index was up to date)."""
 
@@ -484,13 +499,13 @@ class RunIndex:
         if fresh and path.exists():
             path.unlink()
         try:
-            db = sqlite3.connect(path, timeout=30)
+            db = sqlite3.connect(path, timeout=30, check_same_thread=False)
             db.execute("PRAGMA journal_mode=MEMORY")  # the index can always be rebuilt
             db.execute("PRAGMA synchronous=OFF")
             db.execute("PRAGMA cache_size=-16000")
             if not db.execute("SELECT name FROM sqlite_master WHERE name='meta'").fetchone():
-                db.executescript(_SCHEMA)
-                db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+                db.executescript(_SCHEMA)  # IF NOT EXISTS: another process may be creating it too
+                db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
                 db.commit()
         except sqlite3.DatabaseError:
             if fresh:
@@ -527,6 +542,7 @@ class RunIndex:
             return False  # the trace was cut or replaced
         return self._meta("trace_head") == self._head_digest(done)
 
+    @_locked
     def close(self) -> None:
         """Close the index and the trace."""
         if self._fh is not None:
@@ -544,6 +560,7 @@ class RunIndex:
 
     # -- incremental indexing ------------------------------------------------------------
 
+    @_locked
     def refresh(self) -> int:
         """Index what was appended to the trace since the last call; return its byte count.
 
@@ -558,16 +575,28 @@ class RunIndex:
         done = int(self._meta("trace_offset") or 0)
         if size == done:
             return 0
-        if size < done or (done and self._meta("trace_head") != self._head_digest(done)):
-            self._db.close()
-            self._db = self._connect(self.index_path, fresh=True)
-            self._active.clear()
-            self._texts.cache.clear()
-            done = 0
         if self._fh is not None:
-            self._fh.close()
+            self._fh.close()  # the trace may have been replaced: reopen it
             self._fh = None
-        return self._index_from(done)
+        # One writer at a time (a viewer and `arcsynth show` may index the same run):
+        # take SQLite's write lock, then look again at how far the index got.
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            done = int(self._meta("trace_offset") or 0)
+            if size == done:
+                self._db.rollback()
+                return 0
+            if size < done or (done and self._meta("trace_head") != self._head_digest(done)):
+                done = 0  # the trace was cut or replaced: start over
+            if done != self._state_offset:
+                self._active.clear()  # another process indexed since: reload from the tables
+            return self._index_from(done)
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.rollback()
+            self._active.clear()
+            self._state_offset = -1
+            raise
 
     def _load_active(self) -> None:
         """Tasks without a result, as the index left them (for appending to them)."""
@@ -592,8 +621,11 @@ class RunIndex:
         if start == 0:
             for table in ("sessions", "tasks", "programs", "requests", "events", "texts"):
                 db.execute(f"DELETE FROM {table}")
+            db.execute("DROP TABLE IF EXISTS fts")
+            db.execute("DELETE FROM meta WHERE key IN ('fts_upto', 'trace_version')")
             self._active.clear()
-        else:
+            self._texts.cache.clear()
+        elif not self._active and start != self._state_offset:
             self._load_active()
         attempts = dict(db.execute("SELECT task_id, attempt FROM tasks"))
         next_ord = (db.execute("SELECT COALESCE(MAX(ord), -1) FROM tasks").fetchone()[0]) + 1
@@ -700,6 +732,7 @@ class RunIndex:
             self._set_meta("trace_head", self._head_digest(offset))
         self._set_meta("trace_version", max_version)
         db.commit()
+        self._state_offset = offset
         return offset - start
 
     def _apply(self, st: _TaskState, kind: str, raw: dict[str, Any], off: int, n: int) -> None:
@@ -826,6 +859,7 @@ class RunIndex:
             return "killed"
         return "running" if age < LIVE_MTIME_S else "killed"
 
+    @_locked
     def header(self) -> RunHeader:
         """The run's header: identity, status, totals over the task rows."""
         self._run_files()
@@ -885,12 +919,14 @@ class RunIndex:
             stop_reason=stop_reason or reason, status_counts=json.loads(counts or "{}"), attempt=attempt or 0, order=ord_,
         )
 
+    @_locked
     def tasks(self) -> list[TaskRow]:
         """Every task of the run, in run order (pending ones included when the run recorded its task list)."""
         running = self._run_status() == "running"
         rows = self._db.execute(f"SELECT {', '.join(_TASK_COLS)} FROM tasks ORDER BY ord").fetchall()
         return [self._row(r, running) for r in rows]
 
+    @_locked
     def task_row(self, task_id: str) -> TaskRow:
         r = self._db.execute(f"SELECT {', '.join(_TASK_COLS)} FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
         if r is None:
@@ -899,6 +935,7 @@ class RunIndex:
 
     # -- one task ------------------------------------------------------------------------
 
+    @_locked
     def task_grids(self, task_id: str) -> TaskGrids | None:
         """The task's grids from the run's dataset (None when it cannot be loaded; see grids_error)."""
         if self._dataset is None and self._dataset_error is None:
@@ -935,6 +972,7 @@ class RunIndex:
             if isinstance(raw, dict):
                 yield off, raw
 
+    @_locked
     def task(self, task_id: str) -> TaskDetail:
         """A task's last attempt: grids, candidates with verdict summaries, votes and attempts."""
         row = self.task_row(task_id)
@@ -1008,6 +1046,7 @@ class RunIndex:
             finish_reason=(comp or {}).get("finish_reason"),
         )
 
+    @_locked
     def candidate(self, task_id: str, program_id: str) -> CandidateDetail:
         """One program of a task in full: source, prompt messages, completion, per-pair data."""
         row = self.task_row(task_id)
@@ -1102,6 +1141,7 @@ class RunIndex:
             return "\n".join(out)
         return ""
 
+    @_locked
     def search(self, query: str, *, limit: int = 200) -> list[SearchHit]:
         """Case-insensitive substring search over prompts, completions and programs (last attempts).
 

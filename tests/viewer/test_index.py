@@ -208,3 +208,29 @@ def test_statuses_cover_every_program(recorded_run):
             for c in detail.candidates:
                 got[c.status] = got.get(c.status, 0) + 1
             assert got == {k: v for k, v in row.status_counts.items() if v}
+
+
+def test_two_readers_of_a_growing_run_share_one_index(recorded_run):
+    trace = recorded_run / "trace.jsonl"
+    whole = trace.read_bytes()
+    lines = whole.splitlines(keepends=True)
+    third = len(lines) // 3
+    trace.write_bytes(b"".join(lines[:third]))
+    a, b = RunIndex.open(recorded_run), RunIndex.open(recorded_run)
+    try:
+        assert b.read_at_open == 0  # a built it, b reused it
+        with open(trace, "ab") as f:
+            f.write(b"".join(lines[third : 2 * third]))
+        assert a.refresh() > 0 and b.refresh() == 0  # b sees a's work instead of indexing again
+        with open(trace, "ab") as f:
+            f.write(b"".join(lines[2 * third :]))
+        assert b.refresh() > 0 and a.refresh() == 0
+        assert a.tasks() == b.tasks()
+        shared = a.tasks()
+        n = sqlite3.connect(recorded_run / INDEX_NAME).execute("SELECT COUNT(*) FROM events").fetchone()[0]
+    finally:
+        a.close()
+        b.close()
+    with RunIndex.open(recorded_run, rebuild=True) as fresh:
+        assert fresh.tasks() == shared
+        assert sqlite3.connect(recorded_run / INDEX_NAME).execute("SELECT COUNT(*) FROM events").fetchone()[0] == n
