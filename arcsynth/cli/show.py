@@ -20,10 +20,13 @@ import typer
 from rich.console import Console, Group, RenderableType
 from rich.markup import escape
 from rich.panel import Panel
+from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
 from arcsynth.cli.common import fail
+
+_WRONG = Style(color="white", bold=True)
 
 RUN_DIR_HELP = "A run directory written by `arcsynth solve` (it holds trace.jsonl)."
 
@@ -74,7 +77,7 @@ def _grid_block(grid: Any, plain: bool, diff: Any = None) -> RenderableType | li
             text.append("\n")
         for c, v in enumerate(row):
             wrong = diff is not None and diff[r][c]
-            text.append("××" if wrong else "  ", CELL_STYLES[int(v)] + ("bold white" if wrong else ""))
+            text.append("××" if wrong else "  ", CELL_STYLES[int(v)] + _WRONG if wrong else CELL_STYLES[int(v)])
     return text
 
 

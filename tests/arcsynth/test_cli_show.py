@@ -131,3 +131,16 @@ def test_report_is_one_self_contained_html_file(cli_app, runner, run, tmp_path):
     assert listing(run) == sorted(before + ["index.sqlite"])
     r = runner.invoke(cli_app, ["report", str(run), "--html", str(tmp_path / "no" / "r.html")])
     assert r.exit_code == 2 and "not a directory" in r.output
+
+
+def test_show_draws_with_rich_on_a_terminal(cli_app, runner, run, monkeypatch):
+    for k, v in {"FORCE_COLOR": "1", "TERM": "xterm-256color", "COLUMNS": "160"}.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    tid = SMALL_TASKS[0]
+    data = json.loads(runner.invoke(cli_app, ["show", str(run), tid, "--json"]).stdout)
+    ran = next(c["program_id"] for c in data["candidates"] if c["status"] in ("wrong", "pass"))
+    for args in ([str(run)], [str(run), tid], [str(run), tid, "-p", ran]):
+        r = runner.invoke(cli_app, ["show", *args, "--color"])
+        assert r.exit_code == 0, (args, r.output)
+        assert "\x1b[" in r.stdout and tid in r.stdout
