@@ -6,7 +6,8 @@ completions, programs as completion slices, verdicts with produced grids, votes,
 attempts, results) quickly, without a model or a sandbox. Then, each in a fresh
 process so the figures are honest: (1) the first open, which builds the index;
 (2) the reopen with the index, which is what a viewer does every time: header,
-task list and one task's details. Peak memory is the process's maximum RSS.
+task list and one task's details; (3) two searches, the first of which builds the
+full-text table. Peak memory is the process's maximum RSS.
 Targets: reopen < 2 s and < 500 MB. The last line is ``viewer open <seconds> s``.
 """
 
@@ -149,11 +150,25 @@ print(json.dumps({"import_s": t1 - t0, "open_s": t2 - t1, "task_s": t3 - t2, "ca
 """
 
 
-def _measure(run_dir: Path) -> dict[str, float]:
+_SEARCH = r"""
+import json, resource, sys, time
+from viewer.index import RunIndex
+ix = RunIndex.open(sys.argv[1])
+t0 = time.perf_counter()
+first = ix.search("np.rot90(g, 3)")
+t1 = time.perf_counter()
+again = ix.search("recolours colour 7")
+t2 = time.perf_counter()
+print(json.dumps({"first_s": t1 - t0, "again_s": t2 - t1, "hits": len(first) + len(again),
+                  "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def _measure(run_dir: Path, script: str = _OPEN) -> dict[str, float]:
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parents[1])
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    r = subprocess.run([sys.executable, "-c", _OPEN, str(run_dir)], capture_output=True, text=True, env=env, check=False)
+    r = subprocess.run([sys.executable, "-c", script, str(run_dir)], capture_output=True, text=True, env=env, check=False)
     if r.returncode != 0:
         raise RuntimeError(f"opening {run_dir} failed:\n{r.stderr[-2000:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -183,6 +198,9 @@ def main(*, tasks: int, candidates: int, directory: Path | None, keep: bool) -> 
               f"one task of {again['candidates_in_task']} candidates {again['task_s']:.3f} s, "
               f"one candidate {again['candidate_s'] * 1000:.1f} ms, refresh with nothing new {again['refresh_s'] * 1000:.2f} ms, "
               f"peak memory {again['maxrss_mb']:.0f} MB")
+        found = _measure(run_dir, _SEARCH)
+        print(f"search: the first builds the full-text table in {found['first_s']:.2f} s, the next takes "
+              f"{found['again_s'] * 1000:.0f} ms ({found['hits']} hits), peak memory {found['maxrss_mb']:.0f} MB")
         print(f"targets: open < 2 s ({'met' if again['open_s'] < 2 else 'MISSED'}), "
               f"< 500 MB ({'met' if again['maxrss_mb'] < 500 else 'MISSED'})")
         print(f"viewer open {again['open_s']:.3f} s")

@@ -134,7 +134,9 @@ def test_report_is_one_self_contained_html_file(cli_app, runner, run, tmp_path):
 
 
 def test_show_draws_with_rich_on_a_terminal(cli_app, runner, run, monkeypatch):
-    for k, v in {"FORCE_COLOR": "1", "TERM": "xterm-256color", "COLUMNS": "160"}.items():
+    # Truecolor as in test_cli_tasks: rich keeps a Style's escape codes for the colour system it
+    # first rendered with, so a test on another system would change what later tests see.
+    for k, v in {"FORCE_COLOR": "1", "COLORTERM": "truecolor", "TERM": "xterm-256color", "COLUMNS": "160"}.items():
         monkeypatch.setenv(k, v)
     monkeypatch.delenv("NO_COLOR", raising=False)
     tid = SMALL_TASKS[0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 
 import pytest
@@ -234,3 +235,14 @@ def test_two_readers_of_a_growing_run_share_one_index(recorded_run):
     with RunIndex.open(recorded_run, rebuild=True) as fresh:
         assert fresh.tasks() == shared
         assert sqlite3.connect(recorded_run / INDEX_NAME).execute("SELECT COUNT(*) FROM events").fetchone()[0] == n
+
+
+def test_a_run_that_has_not_written_its_trace_yet(recorded_run, tmp_path):
+    young = tmp_path / "young"
+    young.mkdir()
+    shutil.copy(recorded_run / "config.toml", young)
+    with RunIndex.open(young) as ix:
+        assert ix.header().status == "not started" and ix.tasks() == []
+        shutil.copy(recorded_run / "trace.jsonl", young)  # the solve starts writing
+        assert ix.refresh() > 0 and ix.header().programs > 0
+    assert listing(young) == sorted(["config.toml", "trace.jsonl", INDEX_NAME])
