@@ -748,6 +748,7 @@ class RunIndex:
                 st.prompt_tokens += int(raw.get("prompt_tokens") or 0)
             pid = f"{rid}/c{idx}"
             st.programs[pid] = [rid, None, None, None, None, None, None, None, off, n, ctoks]
+            st.dirty_programs.add(pid)  # its program event may come after the next refresh
         elif kind == "program":
             pid = str(raw.get("program_id"))
             rec = st.programs.get(pid)
@@ -1147,7 +1148,9 @@ class RunIndex:
 
         The first call builds a full-text table (it can take a while on a large run);
         later calls only add what was appended. Hits are in trace order, one per
-        (task, program) and place.
+        (task, program) and place. A prompt block shared by many prompts (the system
+        text, a task's examples) is stored once and reported once, at the first
+        prompt that used it.
         """
         q = query.strip()
         if not q:
