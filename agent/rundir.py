@@ -434,6 +434,9 @@ which would stall the live trace. Nothing downstream depends on it: the loop
 picks representatives, parents, vote groups (their program lists included) and
 attempt sources by program order, and those are compared."""
 
+ADDED_RESULT_KEYS = ("program_status_counts",)
+"""Result fields added after runs were recorded without them: compared only when both have them."""
+
 _COMPARED_EVENTS = ("prompt", "completion", "program", "verdict", "vote", "attempts", "task_skipped", "task_error", "task_result")
 
 
@@ -504,6 +507,10 @@ def compare_runs(a: str | Path | RunDir, b: str | Path | RunDir) -> list[str]:
         diffs.append(f"task {tid}: finished in {rb.path} only")
     for tid in sorted(set(res_a) & set(res_b)):
         x, y = _strip_volatile(res_a[tid]), _strip_volatile(res_b[tid])
+        for key in ADDED_RESULT_KEYS:  # a run recorded before the key existed still compares
+            if (key in x) != (key in y):
+                x.pop(key, None)
+                y.pop(key, None)
         if x != y:
             diffs.append(f"task {tid}: result differs at {_first_difference(x, y)}")
     tr_a, tr_b = _task_records(ra), _task_records(rb)
