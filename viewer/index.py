@@ -1098,27 +1098,34 @@ class RunIndex:
     def _ensure_fts(self) -> None:
         db = self._db
         if not db.execute("SELECT name FROM sqlite_master WHERE name='fts'").fetchone():
-            db.execute("CREATE VIRTUAL TABLE fts USING fts5(body, content='', tokenize='unicode61')")
-        upto = int(self._meta("fts_upto") or 0)
-        last = upto
-        while True:  # in slices, so memory stays flat on a run of millions of events
-            rows = db.execute(
-                "SELECT id, off, len, kind FROM events WHERE id > ? AND kind IN ('prompt', 'completion', 'program', 'text') "
-                "ORDER BY id LIMIT 20000", (last,)).fetchall()
-            if not rows:
-                break
-            batch: list[tuple[int, str]] = []
-            for eid, off, n, kind in rows:
-                raw = self._read_raw(off, n)
-                if not isinstance(raw, dict):
-                    continue
-                body = self._body(raw, kind, literal_only=True)
-                if body:
-                    batch.append((eid, body))
-            db.executemany("INSERT INTO fts (rowid, body) VALUES (?, ?)", batch)
-            last = rows[-1][0]
-            self._set_meta("fts_upto", last)
+            db.execute("CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(body, content='', tokenize='unicode61')")
+        if db.in_transaction:
             db.commit()
+        while True:  # in slices, so memory stays flat on a run of millions of events
+            db.execute("BEGIN IMMEDIATE")  # another process may be filling it too: one at a time
+            try:
+                last = int(self._meta("fts_upto") or 0)
+                rows = db.execute(
+                    "SELECT id, off, len, kind FROM events WHERE id > ? AND kind IN ('prompt', 'completion', 'program', 'text') "
+                    "ORDER BY id LIMIT 20000", (last,)).fetchall()
+                if not rows:
+                    db.rollback()
+                    break
+                batch: list[tuple[int, str]] = []
+                for eid, off, n, kind in rows:
+                    raw = self._read_raw(off, n)
+                    if not isinstance(raw, dict):
+                        continue
+                    body = self._body(raw, kind, literal_only=True)
+                    if body:
+                        batch.append((eid, body))
+                db.executemany("INSERT INTO fts (rowid, body) VALUES (?, ?)", batch)
+                self._set_meta("fts_upto", rows[-1][0])
+                db.commit()
+            except BaseException:
+                if db.in_transaction:
+                    db.rollback()
+                raise
 
     def _body(self, raw: dict[str, Any], kind: str, *, literal_only: bool) -> str:
         """The searchable text of an event. ``literal_only``: a v2 prompt without its referenced texts."""
