@@ -456,6 +456,7 @@ class RunIndex:
         self._provenance: dict[str, Any] | None = None
         self._dataset: Any = None
         self._dataset_error: str | None = None
+        self._task_grids_error: str | None = None
         self._active: dict[str, _TaskState] = {}
         self._texts = _Texts(self)
         self._lock = threading.RLock()
@@ -946,8 +947,16 @@ class RunIndex:
                 self._dataset_error = "the run's config names no dataset"
             else:
                 try:
-                    from arcsynth.datasets import load_dataset
+                    from arcsynth.datasets import BUILTIN_DATASETS, load_dataset
 
+                    if spec not in BUILTIN_DATASETS and not Path(spec).expanduser().is_absolute():
+                        # A relative path is relative to where the solve ran (args.json), when found there.
+                        try:
+                            cwd = json.loads((self.run_dir / "args.json").read_text(encoding="utf-8")).get("cwd")
+                        except (OSError, ValueError, AttributeError):
+                            cwd = None
+                        if cwd and not Path(spec).exists() and (Path(cwd) / spec).exists():
+                            spec = str(Path(cwd) / spec)
                     self._dataset = load_dataset(spec, lenient=True)
                 except Exception as e:  # noqa: BLE001 - the dataset is optional for viewing
                     self._dataset_error = f"dataset {spec} cannot be loaded: {e}"
