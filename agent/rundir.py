@@ -8,6 +8,7 @@ Layout of a run directory::
     trace.jsonl       every event, appended as it happens (agent.trace)
     results/<id>.json one file per finished task, written atomically
     summary.json      totals over results/ (rewritten at the end of each run or resume)
+    programs/<task>/<program>.py  each program that passes every train pair
     submission.json   Kaggle form {task_id: [{attempt_1, attempt_2}, ...]}
 
 ``results/`` is the record of what is done: a resume skips exactly the tasks that
@@ -28,7 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from agent.trace import TaskResult, TraceWriter, _Event
+from agent.trace import PROGRAM_STATUSES, ProgramEvent, TaskResult, TaskStart, TraceWriter, VerdictEvent, _Event, program_status
 
 __all__ = ["Recorder", "RecordError", "RunDir", "RunDirError", "atomic_write_text", "default_run_dir"]
 
@@ -37,6 +38,7 @@ ARGS = "args.json"
 PROVENANCE = "provenance.json"
 TRACE = "trace.jsonl"
 RESULTS = "results"
+PROGRAMS = "programs"
 SUMMARY = "summary.json"
 SUBMISSION = "submission.json"
 
@@ -105,6 +107,16 @@ def default_run_dir(out_root: str | Path, name: str, now: datetime | None = None
         path = base.with_name(f"{base.name}-{k}")
         k += 1
     return path
+
+
+def program_file_name(program_id: str) -> str:
+    """``programs/<task>/<this>``: the program id without its task, ``/`` and unsafe characters as ``-``.
+
+    ``00576224/r1/q0/c3`` -> ``r1-q0-c3.py``.
+    """
+    tail = program_id.split("/", 1)[1] if "/" in program_id else program_id
+    safe = re.sub(r"[^A-Za-z0-9_.]+", "-", tail).strip("-.") or "program"
+    return f"{safe}.py"
 
 
 def task_file_name(task_id: str) -> str:
@@ -207,6 +219,17 @@ class RunDir:
             prov = old
         return self.write_json(PROVENANCE, prov)
 
+    def write_program(self, task_id: str, program_id: str, source: str, header: str) -> Path:
+        """Write ``programs/<task>/<program>.py`` (atomically); ``header`` is a comment line on top."""
+        folder = self.path / PROGRAMS / task_file_name(task_id)[: -len(".json")]
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise RecordError(f"cannot create {folder}: {_os_reason(e)}") from e
+        target = folder / program_file_name(program_id)
+        atomic_write_text(target, f"# {header}\n{source if source.endswith(chr(10)) else source + chr(10)}")
+        return target
+
     def result_path(self, task_id: str) -> Path:
         return self.results_dir / task_file_name(task_id)
 
@@ -276,6 +299,10 @@ class Recorder:
         self.run_dir = run_dir
         self.error: RecordError | None = None
         self._lock = threading.Lock()
+        # Per task: programs per status, and the sources of programs waiting for a verdict
+        # (to write the passing ones to programs/). Dropped when the task's result is written.
+        self._status_counts: dict[str, dict[str, int]] = {}
+        self._waiting: dict[str, dict[str, str]] = {}
         self._listeners: list[Callable[[Any], None]] = []
         try:
             self._trace = TraceWriter(run_dir.trace_path, fsync=fsync)
@@ -298,13 +325,50 @@ class Recorder:
             except OSError as e:
                 self.error = RecordError(f"cannot write {self._trace.path}: {_os_reason(e)}")
                 raise self.error from e
+            try:
+                self._observe(event)
+            except RecordError as e:
+                self.error = e
+                raise
         for fn in self._listeners:
             fn(event)
 
+    def _observe(self, event: Any) -> None:
+        """Count program statuses; write each program that passes every train pair."""
+        if isinstance(event, TaskStart):
+            self._status_counts[event.task_id] = {s: 0 for s in PROGRAM_STATUSES}
+            self._waiting[event.task_id] = {}
+        elif isinstance(event, ProgramEvent):
+            counts = self._status_counts.setdefault(event.task_id, {s: 0 for s in PROGRAM_STATUSES})
+            status = program_status(event.status, event.duplicate_of)
+            counts[status] = counts.get(status, 0) + 1
+            if status == "ok" and event.source is not None:
+                self._waiting.setdefault(event.task_id, {})[event.program_id] = event.source
+        elif isinstance(event, VerdictEvent):
+            counts = self._status_counts.setdefault(event.task_id, {s: 0 for s in PROGRAM_STATUSES})
+            source = self._waiting.get(event.task_id, {}).pop(event.program_id, None)
+            if source is None:
+                return  # its program event was not seen by this recorder
+            status = program_status("ok", None, {"all_train_pass": event.all_train_pass, "train": event.train})
+            counts["ok"] -= 1
+            counts[status] = counts.get(status, 0) + 1
+            if event.all_train_pass:
+                self.run_dir.write_program(
+                    event.task_id, event.program_id, source,
+                    f"task {event.task_id}, program {event.program_id}: passes all {len(event.train)} train pairs",
+                )
+
     def task_done(self, task_id: str, result_json: Any) -> None:
-        """Write ``results/<task_id>.json``: from now on the task counts as done."""
+        """Write ``results/<task_id>.json``: from now on the task counts as done.
+
+        A result given as a dict gets ``program_status_counts`` (programs per status).
+        """
         with self._lock:
             self._check()
+            self._waiting.pop(task_id, None)
+            counts = self._status_counts.pop(task_id, None)
+            if isinstance(result_json, dict) and counts is not None:
+                result_json = {**result_json, "program_status_counts": counts}
             try:
                 self.run_dir.write_result(task_id, result_json)
             except RecordError as e:
@@ -343,6 +407,11 @@ def summarize_results(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
         if key in fields:
             v = total(key)
             out[key] = v if key == "wall_s" else int(v)
+    counts = {s: 0 for s in PROGRAM_STATUSES}
+    for r in results.values():
+        for k, v in (r.get("program_status_counts") or {}).items():
+            counts[k] = counts.get(k, 0) + int(v)
+    out["program_status_counts"] = counts
     out["stop_reasons"] = {}
     for r in results.values():
         reason = r.get("stop_reason")
@@ -354,8 +423,9 @@ def summarize_results(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------
 # Comparing runs (replay checks)
 
-VOLATILE_KEYS = frozenset({"t", "wall_s", "runtime_s", "elapsed_s", "started_at", "behaviour_duplicate_of"})
-"""Fields that differ between a run and its replay by nature: timings, and
+VOLATILE_KEYS = frozenset({"v", "t", "wall_s", "runtime_s", "elapsed_s", "started_at", "behaviour_duplicate_of"})
+"""Fields that differ between a run and its replay by nature: the trace format version
+(a run recorded in format 1 replays in format 2 with the same content), timings, and
 ``behaviour_duplicate_of``, which names a program with the same outputs whose
 verification had finished when this one's did. Programs of concurrent requests
 finish in whatever order the sandbox workers get to them, so that name can only
@@ -363,6 +433,9 @@ be fixed by holding every verdict back until all earlier programs are verified,
 which would stall the live trace. Nothing downstream depends on it: the loop
 picks representatives, parents, vote groups (their program lists included) and
 attempt sources by program order, and those are compared."""
+
+ADDED_RESULT_KEYS = ("program_status_counts",)
+"""Result fields added after runs were recorded without them: compared only when both have them."""
 
 _COMPARED_EVENTS = ("prompt", "completion", "program", "verdict", "vote", "attempts", "task_skipped", "task_error", "task_result")
 
@@ -434,6 +507,10 @@ def compare_runs(a: str | Path | RunDir, b: str | Path | RunDir) -> list[str]:
         diffs.append(f"task {tid}: finished in {rb.path} only")
     for tid in sorted(set(res_a) & set(res_b)):
         x, y = _strip_volatile(res_a[tid]), _strip_volatile(res_b[tid])
+        for key in ADDED_RESULT_KEYS:  # a run recorded before the key existed still compares
+            if (key in x) != (key in y):
+                x.pop(key, None)
+                y.pop(key, None)
         if x != y:
             diffs.append(f"task {tid}: result differs at {_first_difference(x, y)}")
     tr_a, tr_b = _task_records(ra), _task_records(rb)

@@ -4,7 +4,17 @@ Every event is written and flushed as it happens, so a killed run loses at most
 the event in flight; a torn last line is skipped on read. The field ``event`` is
 the tag of the union; ``v`` is the format version. Field order is the file
 format: add fields at the end, with defaults, and bump TRACE_VERSION when a
-reader of the old version would misread the new one.
+reader of the old version would misread the new one. To add an event: subclass
+``_Event`` with a unique ``event`` literal and add it to :data:`Event`.
+
+Version 2 stores what repeats once (:class:`TraceEncoder`): a prompt's messages
+are cut into blocks at blank lines, and each long block is written once per run
+as a :class:`TextEvent` keyed by its digest, which prompts then refer to
+(``message_parts``); a program whose source is a slice of its completion records
+the slice (``source_span``) instead of the source. :func:`read_trace` undoes both
+(:class:`TraceDecoder`), so every reader sees whole messages and sources, from
+version-1 and version-2 files alike. A file of a newer version is refused with
+:class:`TraceVersionError` rather than misread.
 
 A resumed run appends to the same file (a new RunStart with ``resumed=True``) and
 redoes the tasks that had no result, so a task can have several attempts, each
@@ -14,15 +24,59 @@ starting with its TaskStart. Readers must take the LAST attempt of each task
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import time
+from collections import OrderedDict
 from pathlib import Path
-from typing import Annotated, Any, Iterable, Iterator, Literal, Union
+from typing import Annotated, Any, Callable, Iterable, Iterator, Literal, MutableMapping, Union
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
-TRACE_VERSION = 1
+TRACE_VERSION = 2
+"""Version written. 1: whole prompt messages and program sources in every event.
+2: repeated prompt text by digest (:class:`TextEvent`), sources as completion slices."""
+
+DIGEST_CHARS = 24
+"""Hex digits of SHA-256 kept in a text digest (96 bits: no collision within any run)."""
+
+
+class TraceError(RuntimeError):
+    """A trace cannot be read; the message names the file and line."""
+
+
+class TraceVersionError(TraceError):
+    """The trace was written by a newer arcsynth, in a format version this one cannot read."""
+
+
+def text_digest(text: str) -> str:
+    """The key of a :class:`TextEvent`: the first DIGEST_CHARS hex digits of SHA-256 (UTF-8)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:DIGEST_CHARS]
+
+
+PROGRAM_STATUSES = ("ok", "no_code", "syntax_error", "no_transform", "duplicate", "timeout", "error", "wrong", "pass")
+"""What became of a completion: ``ok`` extracted and not verified yet; ``no_code``,
+``syntax_error``, ``no_transform`` failed extraction; ``duplicate`` repeats an earlier
+program's source (not re-run); ``timeout`` / ``error`` failed on some train pair;
+``wrong`` ran but missed some train output; ``pass`` fits every train pair."""
+
+
+def program_status(extraction: str, duplicate_of: str | None = None, verdict: dict[str, Any] | None = None) -> str:
+    """The PROGRAM_STATUSES entry of a program, from its ProgramEvent and VerdictEvent fields."""
+    if verdict is not None:
+        if verdict.get("all_train_pass"):
+            return "pass"
+        statuses = [p.get("status") for p in verdict.get("train") or []]
+        if "timeout" in statuses:
+            return "timeout"
+        if "error" in statuses or "invalid_output" in statuses:
+            return "error"
+        return "wrong"
+    if extraction == "ok" and duplicate_of:
+        return "duplicate"
+    return extraction
 
 
 class _Event(BaseModel):
@@ -35,6 +89,30 @@ class RunStart(_Event):
     run_id: str
     config_hash: str
     resumed: bool = False
+    task_ids: list[str] | None = Field(None, description="The tasks this run was asked to solve, in order.")
+    pid: int | None = Field(None, description="Process id of the writer (with host: tells a live run from a killed one).")
+    host: str | None = Field(None, description="Host name of the writer.")
+
+
+class TextEvent(_Event):
+    """A block of prompt text, written once per run and referred to by its digest (version 2)."""
+
+    event: Literal["text"] = "text"
+    digest: str = Field(description="text_digest(text).")
+    text: str
+
+
+class TextRef(BaseModel):
+    """A reference to the text of a :class:`TextEvent`."""
+
+    ref: str = Field(description="The digest of the text.")
+
+
+class MessageParts(BaseModel):
+    """One chat message as written in a version-2 trace: its content is the parts joined."""
+
+    role: str
+    parts: list[Union[str, TextRef]] = Field(description="Literal strings and references to TextEvents, in order.")
 
 
 class TaskStart(_Event):
@@ -50,11 +128,14 @@ class PromptEvent(_Event):
     request_id: str = Field(description="Unique within the run: '<task>/r<round>/q<index>'.")
     round: int
     kind: Literal["first", "refine"]
-    messages: list[dict[str, str]]
+    messages: list[dict[str, str]] = Field(
+        default_factory=list, description="The chat messages; in a version-2 file rebuilt from message_parts on read.")
     prompt_tokens: int
     sampling: dict[str, Any] = Field(description="SamplingParams of the request, seed included.")
     parent_ids: list[str] = Field(default_factory=list, description="Programs shown as parents (refinement).")
     shrink_steps: list[str] = Field(default_factory=list)
+    message_parts: list[MessageParts] | None = Field(
+        None, description="Version 2 on disk: the messages as literal parts and TextEvent references.")
 
 
 class CompletionEvent(_Event):
@@ -80,6 +161,8 @@ class ProgramEvent(_Event):
     program_hash: str | None = None
     duplicate_of: str | None = Field(None, description="An earlier program with the same normalised source; not re-run.")
     parent_ids: list[str] = Field(default_factory=list)
+    source_span: tuple[int, int] | None = Field(
+        None, description="Version 2 on disk: source is text[start:end] of this program's completion.")
 
 
 class VerdictEvent(_Event):
@@ -149,11 +232,92 @@ class RunEnd(_Event):
 Event = Annotated[
     Union[
         RunStart, TaskStart, PromptEvent, CompletionEvent, ProgramEvent, VerdictEvent,
-        VoteEvent, AttemptsEvent, TaskSkipped, TaskError, TaskResult, RunEnd, TokenCount,
+        VoteEvent, AttemptsEvent, TaskSkipped, TaskError, TaskResult, RunEnd, TokenCount, TextEvent,
     ],
     Field(discriminator="event"),
 ]
 _EVENT = TypeAdapter(Event)
+
+
+MIN_REF_CHARS = 48
+"""Prompt blocks shorter than this stay inline: a reference would not save much."""
+
+_BLOCK = re.compile(r"(?<=\n\n)")
+
+
+def split_message(content: str, known: Callable[[str], bool] | None = None) -> tuple[list[Union[str, TextRef]], list[tuple[str, str]]]:
+    """Cut a message into blocks ending at blank lines; long blocks become references.
+
+    Returns the parts (joined, they give ``content`` back exactly) and the new
+    ``(digest, text)`` pairs among them. Blank lines separate the examples, test
+    inputs and parent programs of a prompt, so a block recurs whole across the
+    requests of a task even when the examples are shuffled.
+    """
+    parts: list[Union[str, TextRef]] = []
+    new: list[tuple[str, str]] = []
+    for block in _BLOCK.split(content):
+        if not block:
+            continue
+        if len(block) < MIN_REF_CHARS:
+            if parts and isinstance(parts[-1], str):
+                parts[-1] += block
+            else:
+                parts.append(block)
+            continue
+        d = text_digest(block)
+        if known is None or not known(d):
+            new.append((d, block))
+        parts.append(TextRef(ref=d))
+    return parts, new
+
+
+def _split_program_id(program_id: str) -> tuple[str, int] | None:
+    request_id, sep, index = program_id.rpartition("/c")
+    if not sep or not index.isdigit():
+        return None
+    return request_id, int(index)
+
+
+class TraceEncoder:
+    """Turns events into the lines of a version-2 trace, storing repeated text once.
+
+    Stateful per file: it remembers the digests already written and the last
+    completions (a program event follows its completion at once). A resumed run
+    starts a fresh encoder, so a text may be written again once per resume;
+    readers keep the first copy.
+    """
+
+    def __init__(self, *, keep_completions: int = 4096):
+        self._known: set[str] = set()
+        self._completions: OrderedDict[tuple[str, int], str] = OrderedDict()
+        self._keep = keep_completions
+
+    def encode(self, event: _Event) -> list[str]:
+        """The JSON lines (without newline) that record ``event``, TextEvents first."""
+        if isinstance(event, PromptEvent) and event.messages and event.message_parts is None:
+            lines: list[str] = []
+            message_parts = []
+            for m in event.messages:
+                parts, new = split_message(m.get("content", ""), self._known.__contains__)
+                for d, text in new:
+                    self._known.add(d)
+                    lines.append(TextEvent(digest=d, text=text, t=event.t).model_dump_json())
+                message_parts.append(MessageParts(role=m.get("role", ""), parts=parts))
+            disk = event.model_copy(update={"message_parts": message_parts})
+            lines.append(disk.model_dump_json(exclude={"messages"}))
+            return lines
+        if isinstance(event, CompletionEvent):
+            self._completions[(event.request_id, event.index)] = event.text
+            while len(self._completions) > self._keep:
+                self._completions.popitem(last=False)
+        elif isinstance(event, ProgramEvent) and event.source and event.source_span is None:
+            key = _split_program_id(event.program_id)
+            text = self._completions.pop(key, None) if key else None
+            start = text.find(event.source) if text is not None else -1
+            if start >= 0:
+                disk = event.model_copy(update={"source_span": (start, start + len(event.source))})
+                return [disk.model_dump_json(exclude={"source"})]
+        return [event.model_dump_json()]
 
 
 class TraceWriter:
@@ -163,12 +327,14 @@ class TraceWriter:
     to the kernel as it is written (no Python buffer), which is what survives
     ``kill -9``; ``fsync=True`` also survives a power cut. A failed write (disk full)
     is cut back to the last whole line before the error is raised, so the file never
-    holds half an event written by this process.
+    holds half an event written by this process. An event and the TextEvents it
+    refers to go out in one write.
     """
 
     def __init__(self, path: Path, *, fsync: bool = False):
         self.path = Path(path)
         self._fsync = fsync
+        self._encoder = TraceEncoder()
         self._repair_torn_tail()
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
@@ -181,7 +347,7 @@ class TraceWriter:
                     f.write(b"\n")
 
     def write(self, event: _Event) -> None:
-        data = (event.model_dump_json() + "\n").encode("utf-8")
+        data = "".join(line + "\n" for line in self._encoder.encode(event)).encode("utf-8")
         size = os.fstat(self._fd).st_size
         try:
             view = memoryview(data)
@@ -209,17 +375,99 @@ class TraceWriter:
         self.close()
 
 
+class TraceDecoder:
+    """Turns the parsed lines of a trace (any version up to TRACE_VERSION) into whole events.
+
+    ``texts`` maps digests to texts; by default the decoder fills it from the
+    TextEvents it sees. A reader that jumps around the file (the run index) passes
+    a mapping that looks texts up on demand. Completions are remembered until their
+    program event has taken its source from them.
+    """
+
+    def __init__(self, texts: MutableMapping[str, str] | None = None, *, where: str = "trace"):
+        self.texts: MutableMapping[str, str] = texts if texts is not None else {}
+        self._completions: dict[tuple[str, int], str] = {}
+        self.where = where
+
+    def decode(self, raw: Any, line_no: int | None = None) -> Any:
+        """One whole event from a parsed line; None for a line that is not an event.
+
+        Raises TraceVersionError for an event of a newer format version and
+        TraceError for a reference to text the file does not hold.
+        """
+        if not isinstance(raw, dict):
+            return None
+        v = raw.get("v", 1)
+        if isinstance(v, int) and v > TRACE_VERSION:
+            at = f"{self.where}, line {line_no}" if line_no is not None else self.where
+            raise TraceVersionError(
+                f"{at}: trace format version {v} is newer than this arcsynth reads "
+                f"(versions 1 to {TRACE_VERSION}); read it with a newer arcsynth"
+            )
+        kind = raw.get("event")
+        if kind == "text":
+            d, text = raw.get("digest"), raw.get("text")
+            if isinstance(d, str) and isinstance(text, str) and d not in self.texts:
+                self.texts[d] = text
+        elif kind == "prompt" and raw.get("message_parts") is not None and not raw.get("messages"):
+            raw = dict(raw, messages=self._join_messages(raw["message_parts"], line_no), message_parts=None)
+        elif kind == "completion":
+            rid, idx, text = raw.get("request_id"), raw.get("index"), raw.get("text")
+            if isinstance(rid, str) and isinstance(idx, int) and isinstance(text, str):
+                self._completions[(rid, idx)] = text
+        elif kind == "program":
+            key = _split_program_id(str(raw.get("program_id", "")))
+            text = self._completions.pop(key, None) if key else None
+            span = raw.get("source_span")
+            if span is not None and raw.get("source") is None:
+                if text is None or not (isinstance(span, list) and len(span) == 2):
+                    return None  # its completion is not in the file (torn): the program cannot be rebuilt
+                raw = dict(raw, source=text[span[0]:span[1]], source_span=None)
+        try:
+            return _EVENT.validate_python(raw)
+        except ValidationError:
+            return None
+
+    def _join_messages(self, message_parts: Any, line_no: int | None) -> list[dict[str, str]]:
+        out = []
+        for m in message_parts:
+            chunks = []
+            for part in m.get("parts", []):
+                if isinstance(part, str):
+                    chunks.append(part)
+                    continue
+                ref = part.get("ref") if isinstance(part, dict) else None
+                try:
+                    chunks.append(self.texts[ref])
+                except KeyError:
+                    at = f"{self.where}, line {line_no}" if line_no is not None else self.where
+                    raise TraceError(f"{at}: prompt refers to text {ref} that the trace does not hold") from None
+            out.append({"role": m.get("role", ""), "content": "".join(chunks)})
+        return out
+
+
 def read_trace(path: Path) -> Iterator[Any]:
-    """Yield events in order; skip a torn or unparsable line (a kill mid-write)."""
+    """Yield whole events in order (version 1 and 2 files); skip a torn or unparsable line.
+
+    Events come back as they were emitted: whole messages and sources, no
+    TextEvents, no ``message_parts`` or ``source_span``.
+
+    Raises TraceVersionError, naming the file, line and version, for a trace
+    written in a newer format version.
+    """
+    decoder = TraceDecoder(where=str(path))
     with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
+        for line_no, line in enumerate(f, 1):
             line = line.strip()
             if not line:
                 continue
             try:
-                yield _EVENT.validate_python(json.loads(line))
-            except (json.JSONDecodeError, ValidationError):
+                raw = json.loads(line)
+            except json.JSONDecodeError:
                 continue
+            ev = decoder.decode(raw, line_no)
+            if ev is not None and not isinstance(ev, TextEvent):  # texts live on inside the messages
+                yield ev
 
 
 def last_attempts(events: Iterable[Any]) -> dict[str, list[Any]]:

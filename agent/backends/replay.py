@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.backends.base import BackendError, Completion, Message, SamplingParams
-from agent.trace import CompletionEvent, PromptEvent, TokenCount, read_trace
+from agent.trace import CompletionEvent, PromptEvent, TokenCount, TraceError, read_trace
 
 
 class ReplayDivergence(BackendError):
@@ -90,7 +90,11 @@ class ReplayBackend:
         if not trace.is_file():
             raise BackendError(f"cannot replay {self.run_dir}: it has no trace.jsonl")
         requests: dict[str, _Recorded] = {}
-        for ev in read_trace(trace):
+        try:
+            events = list(read_trace(trace))
+        except TraceError as e:
+            raise BackendError(f"cannot replay {self.run_dir}: {e}") from None
+        for ev in events:
             if isinstance(ev, PromptEvent):
                 requests[ev.request_id] = _Recorded(ev)
                 self._counts.setdefault(messages_digest(ev.messages), ev.prompt_tokens)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 app = typer.Typer(no_args_is_help=True, help="Measure throughput; the last line printed is the headline ratio.")
@@ -31,3 +33,19 @@ def agent_bench(
     from agent.bench import main
 
     main(tasks=tasks, samples=samples, max_tokens=max_tokens, concurrency=concurrency, threads=threads)
+
+
+@app.command("viewer")
+def viewer_bench(
+    tasks: int = typer.Option(1000, "--tasks", help="Tasks in the synthetic run."),
+    candidates: int = typer.Option(500_000, "--candidates", help="Candidate programs in the synthetic run, over all tasks."),
+    quick: bool = typer.Option(False, "--quick", help="A small run for a quick check: 100 tasks, 20,000 candidates."),
+    directory: Path = typer.Option(None, "--dir", help="Where to write the synthetic run (default: a temporary folder)."),
+    keep: bool = typer.Option(False, "--keep", help="Keep the synthetic run afterwards (to try `arcsynth show` on it)."),
+) -> None:
+    """Open a synthetic run (1,000 tasks, 500,000 candidates) through the run index: time and peak memory."""
+    from viewer.bench import main
+
+    if quick:
+        tasks, candidates = 100, 20_000
+    main(tasks=tasks, candidates=candidates, directory=directory, keep=keep)

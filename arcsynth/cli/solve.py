@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -154,7 +156,8 @@ def _summary_table(summary: dict[str, Any], run_dir: Path) -> Any:
     if summary.get("pass2") is not None:
         p = summary["pass2"]
         row("pass@2 score", f"{p['total']:g} / {p['n_tasks']} tasks ({100 * p['score']:.1f}%)")
-    row("programs", summary.get("n_programs", 0))
+    counts = {k: v for k, v in (summary.get("program_status_counts") or {}).items() if v}
+    row("programs", f"{summary.get('n_programs', 0)}" + (f" ({', '.join(f'{k} {v}' for k, v in counts.items())})" if counts else ""))
     row("prompt / completion tokens", f"{summary.get('prompt_tokens', 0)} / {summary.get('completion_tokens', 0)}")
     row("wall time (this session)", f"{summary['session_wall_s']:.1f}s")
     if summary.get("session_completion_tokens_per_s") is not None:
@@ -279,7 +282,8 @@ async def execute_run(
                 config_hash=chash, seed=cfg.seed, argv=argv, backend=backend,
                 sandbox_layers=list(getattr(sb, "layers", []) or []), started_at=started_at, resumed=resumed,
             ))
-            recorder.emit(RunStart(run_id=rd.run_id, config_hash=chash, resumed=resumed))
+            recorder.emit(RunStart(run_id=rd.run_id, config_hash=chash, resumed=resumed, task_ids=[t.id for t in tasks],
+                                   pid=os.getpid(), host=socket.gethostname()))
             from agent.runner import run_tasks
 
             with ProgressDisplay(counters, live=live) as progress:
@@ -366,6 +370,7 @@ def run_solve(
     except SolveFailure as e:
         raise SolveFailure(f"{e}\n(run directory {rd.path} is kept; continue it with: arcsynth solve --resume {rd.path})", e.code) from None
     console.print(_summary_table(summary, rd.path))
+    console.print(escape(f"what each task and program did: arcsynth show {rd.path} [TASK_ID]"))
     console.print(escape(f"run directory: {rd.path}"))
     return RunOutcome(rd.path, summary)
 

@@ -155,7 +155,7 @@ def test_cli_replay_reports_a_diverged_run(scripted_recorded, tmp_path):
     for i, line in enumerate(lines):
         ev = json.loads(line)
         if ev["event"] == "prompt" and ev["round"] == 0:
-            ev["messages"][-1]["content"] += " (edited)"
+            ev["message_parts"][-1]["parts"].append(" (edited)")  # format 2: messages are stored as parts
             lines[i] = json.dumps(ev)
             victim = ev["task_id"]
             break
@@ -192,3 +192,43 @@ def test_real_smollm2_run_replays_bit_for_bit(tmp_path):
         (c.text, c.completion_tokens, c.finish_reason, c.latency_s) for c in completions]
     a, b = (json.loads((d / "submission.json").read_text()) for d in (recorded, out))
     assert a == b
+
+
+def as_format_1(run: Path) -> None:
+    """Rewrite ``run``'s trace as format 1 wrote it: every event whole, no text events."""
+    lines = []
+    for ev in read_trace(run / "trace.jsonl"):
+        d = json.loads(ev.model_dump_json(exclude={"message_parts", "source_span", "task_ids", "pid", "host"}))
+        d["v"] = 1
+        lines.append(json.dumps(d))
+    (run / "trace.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def test_a_run_recorded_in_format_1_replays_identical(scripted_recorded, tmp_path):
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(scripted_recorded, old)
+    as_format_1(old)
+    assert '"event":"text"' not in (old / "trace.jsonl").read_text()
+    for result in (old / "results").glob("*.json"):  # nor did results count programs by status
+        data = json.loads(result.read_text())
+        del data["program_status_counts"]
+        result.write_text(json.dumps(data))
+    out = tmp_path / "replayed"
+    r = subprocess.run(arcsynth("replay", old, "--out", out), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert compare_runs(old, out) == [] and compare_runs(scripted_recorded, out) == []
+    assert all(e.v == 2 for e in read_trace(out / "trace.jsonl"))
+
+
+def test_replay_of_a_newer_format_is_refused_naming_the_version(scripted_recorded, tmp_path):
+    import shutil
+
+    new = tmp_path / "new"
+    shutil.copytree(scripted_recorded, new)
+    with open(new / "trace.jsonl", "a") as f:
+        f.write(json.dumps({"v": 7, "t": 0, "event": "task_start", "task_id": "x", "n_train": 1, "n_test": 1}) + "\n")
+    r = subprocess.run(arcsynth("replay", new, "--out", tmp_path / "out"), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2, r.stderr + r.stdout
+    assert "trace format version 7 is newer" in r.stderr and "Traceback" not in r.stderr

@@ -146,3 +146,30 @@ def test_unwritable_parent_gives_a_clear_error(tmp_path):
             RunDir.create(ro / "run")
         assert str(ro / "run") in str(info.value)
         assert "not writable" in str(info.value)
+
+
+def test_passing_programs_are_written_and_statuses_counted(tmp_path):
+    from agent.rundir import program_file_name
+    from agent.trace import ProgramEvent, TaskStart, VerdictEvent
+
+    rd = RunDir.create(tmp_path / "run")
+    passing = {"status": "pass", "cell_accuracy": 1.0}
+    with Recorder(rd) as rec:
+        rec.emit(TaskStart(task_id="t1", n_train=2, n_test=1))
+        for i, (status, dup) in enumerate([("ok", None), ("ok", None), ("ok", "t1/r0/q0/c0"), ("no_code", None), ("ok", None)]):
+            rec.emit(ProgramEvent(task_id="t1", program_id=f"t1/r0/q0/c{i}", round=0, status=status,
+                                  source=None if status == "no_code" else f"def transform(g):\n    return g  # {i}",
+                                  duplicate_of=dup))
+        verdict = dict(task_id="t1", pairs_passed=2, test=[], isolation=["process"])
+        rec.emit(VerdictEvent(program_id="t1/r0/q0/c0", all_train_pass=True, train_accuracy=1.0, train=[passing] * 2, **verdict))
+        rec.emit(VerdictEvent(program_id="t1/r0/q0/c1", all_train_pass=False, train_accuracy=0.5,
+                              train=[passing, {"status": "timeout"}], **{**verdict, "pairs_passed": 1}))
+        rec.task_done("t1", {"task_id": "t1", "n_programs": 5})
+    files = sorted((rd.path / "programs" / "t1").iterdir())
+    assert [f.name for f in files] == [program_file_name("t1/r0/q0/c0")] == ["r0-q0-c0.py"]
+    text = files[0].read_text()
+    assert text.startswith("# task t1, program t1/r0/q0/c0: passes all 2 train pairs\n")
+    assert text.endswith("def transform(g):\n    return g  # 0\n")
+    counts = rd.read_results()["t1"]["program_status_counts"]
+    assert {k: v for k, v in counts.items() if v} == {"pass": 1, "timeout": 1, "duplicate": 1, "no_code": 1, "ok": 1}
+    assert program_file_name("a/r1/q2/c3") == "r1-q2-c3.py" and program_file_name("a/../../etc") == "etc.py"

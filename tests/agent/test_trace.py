@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 
 import pytest
@@ -105,3 +106,89 @@ def test_failed_write_leaves_no_partial_line(tmp_path):
     w.close()
     assert path.read_text().count("\n") == 2
     assert [e.event for e in read_trace(path)] == ["task_start", "task_result"]
+
+
+# -- format version 2: repeated text once ----------------------------------------------
+
+from agent.trace import (  # noqa: E402
+    TRACE_VERSION,
+    ProgramEvent,
+    PromptEvent,
+    TraceError,
+    TraceVersionError,
+    text_digest,
+)
+
+SYSTEM = "You are an expert at ARC puzzles. " * 4 + "\n\n"
+EXAMPLES = ["## Example %d\nInput (3x3):\n1 2 3\n4 5 6\n7 8 %d\nOutput (3x3):\n3 2 1\n6 5 4\n9 8 7\n\n" % (i, i) for i in range(3)]
+
+
+def prompt(request_id: str, order: list[int], extra: str = "") -> PromptEvent:
+    user = "".join(EXAMPLES[i] for i in order) + extra + "Write the program."
+    return PromptEvent(task_id="t", request_id=request_id, round=0, kind="first", prompt_tokens=10, sampling={"n": 1},
+                       messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}])
+
+
+def completion(request_id: str, text: str) -> CompletionEvent:
+    return CompletionEvent(task_id="t", request_id=request_id, index=0, text=text, prompt_tokens=10,
+                           completion_tokens=5, finish_reason="stop", latency_s=0.1)
+
+
+def test_version_2_stores_shared_prompt_text_once_and_reads_it_back(tmp_path):
+    path = tmp_path / "trace.jsonl"
+    source = "def transform(grid):\n    return grid"
+    text = f"Flip it.\n```python\n{source}\n```\n"
+    events = [prompt("t/r0/q0", [0, 1, 2]), prompt("t/r0/q1", [2, 0, 1]), prompt("t/r1/q0", [1, 2, 0], "A new part.\n\n"),
+              completion("t/r1/q0", text),
+              ProgramEvent(task_id="t", program_id="t/r1/q0/c0", round=1, status="ok", source=source, program_hash="h")]
+    with TraceWriter(path) as w:
+        for ev in events:
+            w.write(ev)
+    raw = [json.loads(line) for line in path.read_text().splitlines()]
+    assert all(r["v"] == TRACE_VERSION == 2 for r in raw)
+    texts = [r for r in raw if r["event"] == "text"]
+    # Each block once, all before the first prompt: shuffled examples are the same blocks.
+    assert sorted(r["digest"] for r in texts) == sorted({text_digest(SYSTEM), *(text_digest(e) for e in EXAMPLES)})
+    assert [r["event"] for r in raw[:5]] == ["text"] * 4 + ["prompt"]
+    prompts = [line for line in path.read_text().splitlines() if '"event":"prompt"' in line]
+    assert all("Example" not in line for line in prompts) and "A new part." in prompts[2]
+    program = next(r for r in raw if r["event"] == "program")
+    assert "source" not in program and text[slice(*program["source_span"])] == source
+    assert list(read_trace(path)) == events
+
+
+def test_version_1_trace_still_reads(tmp_path):
+    path = tmp_path / "trace.jsonl"
+    v1 = [
+        {"v": 1, "t": 1.0, "event": "prompt", "task_id": "t", "request_id": "t/r0/q0", "round": 0, "kind": "first",
+         "messages": [{"role": "user", "content": "Solve it."}], "prompt_tokens": 3, "sampling": {"n": 1},
+         "parent_ids": [], "shrink_steps": []},
+        {"v": 1, "t": 1.0, "event": "completion", "task_id": "t", "request_id": "t/r0/q0", "index": 0, "text": "```python\nx\n```",
+         "prompt_tokens": 3, "completion_tokens": 2, "finish_reason": "stop", "latency_s": 0.1},
+        {"v": 1, "t": 1.0, "event": "program", "task_id": "t", "program_id": "t/r0/q0/c0", "round": 0, "status": "ok",
+         "detail": "", "source": "x", "program_hash": "h", "duplicate_of": None, "parent_ids": []},
+    ]
+    path.write_text("".join(json.dumps(e) + "\n" for e in v1))
+    events = list(read_trace(path))
+    assert events[0].messages == [{"role": "user", "content": "Solve it."}] and events[2].source == "x"
+    assert [e.v for e in events] == [1, 1, 1]
+
+
+def test_newer_version_is_refused_naming_file_line_and_version(tmp_path):
+    path = tmp_path / "trace.jsonl"
+    with TraceWriter(path) as w:
+        w.write(TaskStart(task_id="a", n_train=1, n_test=1))
+    with open(path, "a") as f:
+        f.write(json.dumps({"v": TRACE_VERSION + 1, "t": 0, "event": "task_start", "task_id": "a"}) + "\n")
+    with pytest.raises(TraceVersionError, match=rf"trace.jsonl, line 2: trace format version {TRACE_VERSION + 1} is newer"):
+        list(read_trace(path))
+
+
+def test_reference_to_missing_text_names_the_line(tmp_path):
+    path = tmp_path / "trace.jsonl"
+    with TraceWriter(path) as w:
+        w.write(prompt("t/r0/q0", [0]))
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(line for line in lines if '"event":"text"' not in line) + "\n")
+    with pytest.raises(TraceError, match="line 1: prompt refers to text"):
+        list(read_trace(path))

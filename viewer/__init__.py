@@ -1,0 +1,1 @@
+"""Reading a run directory for people: the run index (index.py) and the views built on it."""
