@@ -289,18 +289,30 @@ class TraceEncoder:
 
     def __init__(self, *, keep_completions: int = 4096):
         self._known: set[str] = set()
+        self._pending: set[str] = set()
         self._completions: OrderedDict[tuple[str, int], str] = OrderedDict()
         self._keep = keep_completions
 
+    def written(self, ok: bool) -> None:
+        """Say whether the lines of the last :meth:`encode` reached the file.
+
+        Texts count as written only then: after a failed write (disk full) the next
+        prompt that needs them writes them again instead of referring to nothing.
+        """
+        if ok:
+            self._known |= self._pending
+        self._pending = set()
+
     def encode(self, event: _Event) -> list[str]:
         """The JSON lines (without newline) that record ``event``, TextEvents first."""
+        self._pending = set()
         if isinstance(event, PromptEvent) and event.messages and event.message_parts is None:
             lines: list[str] = []
             message_parts = []
             for m in event.messages:
-                parts, new = split_message(m.get("content", ""), self._known.__contains__)
+                parts, new = split_message(m.get("content", ""), lambda d: d in self._known or d in self._pending)
                 for d, text in new:
-                    self._known.add(d)
+                    self._pending.add(d)
                     lines.append(TextEvent(digest=d, text=text, t=event.t).model_dump_json())
                 message_parts.append(MessageParts(role=m.get("role", ""), parts=parts))
             disk = event.model_copy(update={"message_parts": message_parts})
@@ -357,11 +369,13 @@ class TraceWriter:
             if self._fsync:
                 os.fsync(self._fd)
         except OSError:
+            self._encoder.written(False)
             try:
                 os.ftruncate(self._fd, size)
             except OSError:
                 pass  # the reader skips a torn last line anyway
             raise
+        self._encoder.written(True)
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -62,7 +62,7 @@ def status_line(counts: dict[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in counts.items() if v) or "none"
 
 
-def _grid_block(grid: Any, plain: bool, diff: Any = None) -> RenderableType | list[str]:
+def _grid_block(grid: Any, plain: bool, diff: Any = None, cell_width: int = 2) -> RenderableType | list[str]:
     """A grid: coloured cells on a terminal, digits in plain text; wrong cells marked x / ×."""
     from arcsynth.render import CELL_STYLES
 
@@ -72,13 +72,43 @@ def _grid_block(grid: Any, plain: bool, diff: Any = None) -> RenderableType | li
         return ["".join("x" if diff is not None and diff[r][c] else str(int(v)) for c, v in enumerate(row))
                 for r, row in enumerate(grid)]
     text = Text(no_wrap=True, overflow="ignore")
+    blank, mark = " " * cell_width, "×" * cell_width
     for r, row in enumerate(grid):
         if r:
             text.append("\n")
         for c, v in enumerate(row):
             wrong = diff is not None and diff[r][c]
-            text.append("××" if wrong else "  ", CELL_STYLES[int(v)] + _WRONG if wrong else CELL_STYLES[int(v)])
+            text.append(mark if wrong else blank, CELL_STYLES[int(v)] + _WRONG if wrong else CELL_STYLES[int(v)])
     return text
+
+
+def _label(label: str, grid: Any) -> str:
+    return label + (f" {len(grid)}x{len(grid[0]) if grid else 0}" if grid else "")
+
+
+class GridsRow:
+    """Labelled grids side by side, with narrower cells or one under another when the console is narrow."""
+
+    def __init__(self, items: list[tuple[str, Any, Any]]):
+        self.items = items
+
+    def __rich_console__(self, console: Console, options: Any) -> Any:
+        def width(cell: int) -> int:
+            return sum(max(cell * (len(g[0]) if g else 6), len(_label(lab, g))) + 3 for lab, g, _ in self.items)
+
+        cell = 2 if width(2) <= options.max_width else 1
+        stacked = width(cell) > options.max_width
+        table = Table(box=None, show_edge=False, pad_edge=False, padding=(0, 3, 0, 0), show_header=not stacked)
+        if stacked:
+            table.add_column(no_wrap=True)
+            for lab, g, d in self.items:
+                table.add_row(Text(_label(lab, g), style="bold"))
+                table.add_row(_grid_block(g, False, d, cell))  # type: ignore[arg-type]
+        else:
+            for lab, g, _ in self.items:
+                table.add_column(_label(lab, g), no_wrap=True)
+            table.add_row(*[_grid_block(g, False, d, cell) for _, g, d in self.items])  # type: ignore[misc]
+        yield table
 
 
 def grids_row(items: Iterable[tuple[str, Any, Any]], plain: bool) -> RenderableType | list[str]:
@@ -87,17 +117,9 @@ def grids_row(items: Iterable[tuple[str, Any, Any]], plain: bool) -> RenderableT
     if plain:
         from arcsynth.render import side_by_side
 
-        blocks = []
-        for label, grid, diff in items:
-            size = f" {len(grid)}x{len(grid[0]) if grid else 0}" if grid else ""
-            blocks.append([label + size, *_grid_block(grid, True, diff)])  # type: ignore[misc]
-        return side_by_side(blocks, gap="   ")
-    table = Table(box=None, show_edge=False, pad_edge=False, padding=(0, 3, 0, 0))
-    for label, grid, _ in items:
-        size = f" {len(grid)}x{len(grid[0]) if grid else 0}" if grid else ""
-        table.add_column(label + size, no_wrap=True)
-    table.add_row(*[_grid_block(g, False, d) for _, g, d in items])  # type: ignore[misc]
-    return table
+        return side_by_side([[_label(label, grid), *_grid_block(grid, True, diff)] for label, grid, diff in items],  # type: ignore[misc]
+                            gap="   ")
+    return GridsRow(items)
 
 
 class Out:

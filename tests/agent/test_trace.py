@@ -192,3 +192,24 @@ def test_reference_to_missing_text_names_the_line(tmp_path):
     path.write_text("\n".join(line for line in lines if '"event":"text"' not in line) + "\n")
     with pytest.raises(TraceError, match="line 1: prompt refers to text"):
         list(read_trace(path))
+
+
+def test_texts_of_a_failed_write_are_written_again(tmp_path):
+    """A disk-full error cuts a prompt's texts back out; the next prompt must not refer to them."""
+    path = tmp_path / "trace.jsonl"
+    w = TraceWriter(path)
+    real_write = os.write
+
+    def enospc(fd, data):  # test double for a full file system
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    os.write = enospc
+    try:
+        with pytest.raises(OSError):
+            w.write(prompt("t/r0/q0", [0, 1, 2]))
+    finally:
+        os.write = real_write
+    w.write(prompt("t/r0/q1", [2, 1, 0]))
+    w.close()
+    assert [e.request_id for e in read_trace(path)] == ["t/r0/q1"]
+    assert sum('"event":"text"' in line for line in path.read_text().splitlines()) == 4

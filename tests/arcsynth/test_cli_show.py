@@ -146,3 +146,20 @@ def test_show_draws_with_rich_on_a_terminal(cli_app, runner, run, monkeypatch):
         r = runner.invoke(cli_app, ["show", *args, "--color"])
         assert r.exit_code == 0, (args, r.output)
         assert "\x1b[" in r.stdout and tid in r.stdout
+
+
+def test_show_a_run_killed_mid_task(cli_app, runner, run):
+    lines = (run / "trace.jsonl").read_text().splitlines()
+    starts = [i for i, line in enumerate(lines) if '"task_start"' in line]
+    first = json.loads(lines[0])
+    first["pid"] = 2**22 + 12345  # beyond pid_max: no such process, the writer is gone
+    lines[0] = json.dumps(first)
+    (run / "trace.jsonl").write_text("\n".join(lines[: starts[1] + 3]) + "\n")
+    victim = json.loads(lines[starts[1]])["task_id"]
+    r = runner.invoke(cli_app, ["show", str(run)])
+    assert r.exit_code == 0, r.output
+    assert re.search(r"^status:\s+killed$", r.stdout, re.M)
+    assert re.search(rf"^{victim}\s+killed\s", r.stdout, re.M)
+    assert re.search(rf"^{SMALL_TASKS[2]}\s+pending\s", r.stdout, re.M)
+    r = runner.invoke(cli_app, ["show", str(run), victim])
+    assert r.exit_code == 0 and f"task {victim}: killed" in r.stdout
