@@ -10,13 +10,13 @@ How it is built (details in each module):
 
 - ``host``: a forking parent started once with a clean environment (inside
   bubblewrap when it works here), numpy and scipy.ndimage preloaded;
-- ``worker``: each worker hardens itself once after the fork (rlimits, its own
-  uid when started as root, Landlock, seccomp), then runs programs one by one
-  with a state check after each;
+- ``worker``: each worker slot is a zygote that never runs candidate code; it
+  forks one fresh child per program from its clean state, which hardens itself
+  (rlimits, its own uid when started as root, Landlock, seccomp) and runs that
+  program only; the zygote re-encodes the child's results;
 - ``protocol``: source and input grids go in, one small binary frame per pair
   comes out; no pickle, expected outputs never leave the trusted process;
-- ``pool`` / ``verify``: time limits, worker replacement, verdicts, and a re-run
-  of every passing program in a freshly forked process.
+- ``pool`` / ``verify``: time limits, worker replacement, verdicts.
 
 Minimum isolation (``layers.MINIMUM``): process, rlimits, seccomp, and Landlock
 or bubblewrap; without it ``start`` raises ``SandboxUnavailable`` unless

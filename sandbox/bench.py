@@ -11,9 +11,8 @@ Three ways of running the same candidates with the same number of worker process
     so such loops are not in the mix).
 (b) one ``python`` subprocess per candidate (importing numpy, running all pairs,
     printing JSON), ``workers`` at a time; a small sample, it is slow.
-(c) arcsynth's sandbox, all layers on, fed from asyncio; re-checks of passing
-    programs in a fresh process included in its time (a program already
-    re-checked on the same task is not forked again, see Sandbox._recheck).
+(c) arcsynth's sandbox, all layers on, fed from asyncio; every program runs in
+    its own child forked from a clean zygote (see sandbox.worker).
 (a) and (c) are each run twice, alternating, and the faster run of each counts.
 
 The mix (weights out of 100, drawn with a seeded RNG over real arc1 tasks):
@@ -346,7 +345,7 @@ def main(n: int = 2000, workers: int = 0, seed: int = 0) -> float:
     print(f"  (b) subprocess/candidate  {b_rate:9.1f} candidates/s  (sample of {len(b_jobs)}, {b_pass} passed)")
     print(
         f"  (c) arcsynth sandbox      {c_rate:9.1f} candidates/s  ({c_pass} passed, "
-        f"{stats['rechecks']} re-run in a fresh process, the other passes repeats of those)"
+        f"each program in a fresh child process)"
     )
     print(f"  sandbox / subprocess      {c_rate / b_rate:9.1f}x")
 

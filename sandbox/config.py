@@ -39,11 +39,6 @@ class SandboxConfig(BaseModel):
     bubblewrap: bool = Field(
         True, description="Run the workers inside bubblewrap (new network, pid, ipc, uts and mount namespaces) when bwrap works here."
     )
-    recheck_passes: bool = Field(
-        True,
-        description="Re-run every program that passes all train pairs in a freshly forked process, so an earlier "
-        "program cannot have tampered with the worker that passed it.",
-    )
     unsafe: bool = Field(
         False,
         description="Run even when the minimum isolation (process, rlimits, seccomp, and Landlock or bubblewrap) "

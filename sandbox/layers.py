@@ -17,8 +17,10 @@ Layer names reported in every verdict:
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
+import tempfile
 import site
 import sys
 import sysconfig
@@ -29,6 +31,10 @@ import sysconfig
 MINIMUM = ("process", "rlimits", "seccomp", ("landlock", "bwrap"))
 KNOWN_LAYERS = ("process", "clean-env", "rlimits", "uid", "landlock", "seccomp", "bwrap", "unsafe")
 UID_BASE = 60000
+# Each sandbox leases a block of UID_RANGE uids (one per worker slot) starting
+# at UID_BASE + k * UID_RANGE, held by an flock for its lifetime.
+UID_RANGE = 1024
+UID_RANGES = 256
 
 # The host's environment: nothing from the caller (API keys, tokens), and single
 # threaded BLAS so a worker never tries to start threads that seccomp forbids.
@@ -39,6 +45,9 @@ CLEAN_ENV = {
     "OMP_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
     "PYTHONDONTWRITEBYTECODE": "1",
+    # The same hash() and set order in every session: a verdict must not
+    # depend on which run checked the program.
+    "PYTHONHASHSEED": "0",
 }
 
 
@@ -61,6 +70,51 @@ def _ld_library_dirs() -> list[str]:
 
 # Imports only the worker-side modules (sandbox/__init__ loads nothing eagerly).
 _BOOT = "import os, sys; sys.path[:0] = sys.argv[1].split(os.pathsep); from sandbox.host import main; main(sys.argv[2])"
+
+
+class UidLease:
+    """A block of worker uids held by one sandbox, so that two sandboxes on one machine never share a uid.
+
+    The lease is an exclusive flock on a per-block file: the kernel drops it
+    when the holder exits, however it ends, so a killed run frees its block.
+    """
+
+    def __init__(self, base: int, fd: int):
+        self.base = base
+        self._fd = fd
+
+    @classmethod
+    def acquire(cls, count: int) -> UidLease:
+        if count > UID_RANGE:
+            raise ValueError(f"{count} worker uids asked for; a sandbox has at most {UID_RANGE}")
+        d = _lock_dir()
+        for k in range(UID_RANGES):
+            fd = os.open(os.path.join(d, f"uids-{UID_BASE + k * UID_RANGE}.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                continue
+            return cls(UID_BASE + k * UID_RANGE, fd)
+        raise RuntimeError(f"all {UID_RANGES} worker uid blocks are held by other sandboxes on this machine (locks in {d})")
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+
+def _lock_dir() -> str:
+    """Where the uid leases live: one directory for the whole machine."""
+    for parent in ("/run/lock", tempfile.gettempdir()):
+        d = os.path.join(parent, "arcsynth-sandbox-uids")
+        try:
+            os.makedirs(d, mode=0o755, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(d, os.W_OK):
+            return d
+    raise RuntimeError("no writable directory for the sandbox's uid leases (tried /run/lock and the temp directory)")
 
 
 def missing(layers: list[str]) -> list[str]:
@@ -252,4 +306,8 @@ def bwrap_argv(bwrap: str) -> list[str]:
 
 
 def host_argv(spec_json: str) -> list[str]:
-    return [interpreter(), "-I", "-c", _BOOT, os.pathsep.join(import_paths()), spec_json]
+    # Not -I: it implies -E, which would ignore PYTHONHASHSEED. The environment
+    # is CLEAN_ENV, built here, so reading it is safe; -s and -P keep the user
+    # site directory and the working directory off the import path.
+    flags = ["-s", "-P"] if sys.version_info >= (3, 11) else ["-s"]
+    return [interpreter(), *flags, "-c", _BOOT, os.pathsep.join(import_paths()), spec_json]

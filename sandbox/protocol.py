@@ -6,9 +6,15 @@ process) and reads one result frame per pair, then an end frame. Results are
 parsed strictly here; a frame that breaks any rule is a protocol violation and
 the worker that sent it is replaced.
 
-Each request carries a random nonce that results must repeat, so bytes a
-program writes to the result pipe cannot be taken for a later candidate's
-results (that candidate's nonce does not exist yet when the program runs).
+Each request carries a random nonce that results must repeat. The program
+itself never sees it: the worker's zygote hands the request to a fresh child
+with the nonce zeroed and re-encodes the child's frames under the real one
+(see ``sandbox.worker``), so nothing a program writes can pass for another
+request's results.
+
+Texts (error types and messages) are cleaned when parsed: control characters
+and terminal escapes are shown as ``\\xNN`` so that no program output can
+drive a terminal (set its title, clear the screen) or a log viewer.
 """
 
 from __future__ import annotations
@@ -54,6 +60,41 @@ def encode_request(nonce: int, source: str, inputs: list[tuple[int, int, bytes]]
         parts.append(cells)
     body = b"".join(parts)
     return _LEN.pack(len(body)) + body
+
+
+def request_layout(body: bytes | bytearray) -> tuple[int, float, int, list[tuple[int, int]]]:
+    """(nonce, flush interval, end of the source, [(start, end) of each input's bytes]) of a request body.
+
+    Used by the worker's zygote, which hands the source and then the inputs to
+    a child one by one, and never decodes the program text itself.
+    """
+    magic, nonce, flush_s, npairs, srclen = _REQ_HEAD.unpack_from(body, 0)
+    if magic != REQ_MAGIC:
+        raise ProtocolError("bad request magic")
+    pos = _REQ_HEAD.size + srclen
+    src_end = pos
+    spans = []
+    for _ in range(npairs):
+        h, w = body[pos], body[pos + 1]
+        spans.append((pos, pos + 2 + h * w))
+        pos += 2 + h * w
+    if pos != len(body):
+        raise ProtocolError("request size does not match its pairs")
+    return nonce, flush_s, src_end, spans
+
+
+def set_request_nonce(body: bytearray, nonce: int) -> None:
+    """Overwrite a request body's nonce in place."""
+    struct.pack_into("<Q", body, 4, nonce)
+
+
+def decode_program(body: bytes) -> tuple[float, int, str]:
+    """(flush interval, pair count, source) from the head of a request body, without its inputs."""
+    magic, _nonce, flush_s, npairs, srclen = _REQ_HEAD.unpack_from(body, 0)
+    if magic != REQ_MAGIC:
+        raise ProtocolError("bad request magic")
+    pos = _REQ_HEAD.size
+    return flush_s, npairs, body[pos : pos + srclen].decode("utf-8", "surrogatepass")
 
 
 def decode_request(body: bytes) -> tuple[int, float, str, list[tuple[int, int, bytes]]]:
@@ -122,13 +163,26 @@ def split_frame(buf: bytearray) -> bytes | None:
     return body
 
 
+# C0 controls but newline and tab, DEL, C1 controls (ESC's 8-bit twins), and
+# the bidirectional overrides that reorder what a terminal shows.
+_UNSAFE = [c for c in range(0x20) if c not in (0x09, 0x0A)] + list(range(0x7F, 0xA0)) + [
+    0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)
+]
+_ESCAPES = {c: f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}" for c in _UNSAFE}
+
+
+def clean_text(s: str) -> str:
+    """``s`` with control characters and terminal escapes written out as ``\\xNN``."""
+    return s.translate(_ESCAPES)
+
+
 def _read_text(body: bytes, pos: int) -> tuple[str, int]:
     if pos + 2 > len(body):
         raise ProtocolError("truncated text")
     (n,) = struct.unpack_from("<H", body, pos)
     if n > MAX_TEXT or pos + 2 + n > len(body):
         raise ProtocolError("text field too long")
-    return body[pos + 2 : pos + 2 + n].decode("utf-8", "replace"), pos + 2 + n
+    return clean_text(body[pos + 2 : pos + 2 + n].decode("utf-8", "replace")), pos + 2 + n
 
 
 def parse_result(body: bytes, nonce: int) -> Result:

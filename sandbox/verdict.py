@@ -36,7 +36,11 @@ class CandidateVerdict(BaseModel):
     train: list[PairVerdict]
     test: list[PairVerdict]
     isolation: list[str] = Field(description="The isolation layers that were active, e.g. ['rlimits', 'seccomp', ...].")
-    rechecked: bool = Field(False, description="A train-passing program was re-run in a fresh process and still passed.")
+    rechecked: bool = Field(
+        False,
+        description="The program passed every train pair in a process forked from the clean snapshot, which no "
+        "earlier program touched (every program runs so now; a second run would repeat it exactly).",
+    )
 
     @property
     def all_train_pass(self) -> bool:

@@ -1,20 +1,22 @@
 """The sandbox as the rest of arcsynth sees it: run a program on a task, get verdicts.
 
-This module schedules programs on the workers (pipelined, with replacement and
-fresh-process re-checks of passes); ``sandbox.judge`` turns what comes back
-into verdicts, in this process, against expected outputs no worker ever sees.
+This module schedules programs on the workers (pipelined, with replacement);
+``sandbox.judge`` turns what comes back into verdicts, in this process, against
+expected outputs no worker ever sees.
+
+Every program runs in its own child forked from a zygote that never ran one
+(see ``sandbox.worker``), so a program cannot change what a later one sees:
+there is no source screen and no re-run of passing programs in a fresh
+process, because the first run already is one.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import hashlib
+import math
 import json
 import os
-import re
 import time
-from collections import OrderedDict
 from typing import Iterable
 
 from arcsynth.task import Task
@@ -24,53 +26,15 @@ from sandbox.judge import judge
 from sandbox.pool import Exchange, Host, SandboxError, Worker, WorkerDied, collect, send
 from sandbox.verdict import CandidateVerdict, PairVerdict
 
-# A worker is replaced after this many candidates: it bounds the CPU-time rlimit
-# (each candidate uses at most candidate_timeout_s) and any slow leak. One fork
-# (~5-10 ms) per 500 candidates of ~0.5 ms each costs ~3%.
+# A worker (the zygote that forks each candidate's child) is replaced after this
+# many candidates, which bounds any slow leak in it; one more fork per 500.
 MAX_CANDIDATES_PER_WORKER = 500
 MAX_SOURCE_BYTES = 1 << 20
 # Requests in flight per worker: the next candidate is already in the pipe when
 # the current one finishes, so a worker never waits for the event loop.
 PIPELINE_DEPTH = 2
-# One-shot processes kept forked and hardened for re-checks of passing programs.
-SPARE_FRESH_WORKERS = 1
 _MAX_REQUEUES = 5
-# Fresh-process verdicts of passing programs kept to answer repeats (see _recheck);
-# at most ~40 MB even if every one held ten 30x30 outputs.
-VERIFIED_CACHE = 512
 _HOST_START_TIMEOUT_S = 120.0
-
-# Programs that reach for interpreter internals, or import anything but the
-# modules offered to programs, retire their worker afterwards whatever the state
-# check says: it compares the offered modules' namespaces, but a program holding
-# frames, gc, ctypes or the worker's own modules can change what it does not see.
-# Ordinary ARC programs never match, so this costs one fork for the rare ones.
-_RISKY = re.compile(
-    r"__|\b(ctypes|gc|sys|os|posix|signal|threading|_thread|builtins|importlib|inspect|atexit|weakref|"
-    r"faulthandler|resource|socket|subprocess|multiprocessing|mmap|fcntl|exec|eval|compile|open|globals|"
-    r"locals|vars|getattr|setattr|delattr|sandbox)\b|\bf_(back|globals|locals|builtins)|\b(gi|cr|ag|tb)_frame|"
-    # private modules and attributes (numpy's internals are not watched)
-    r"\._|\bimport[ \t]+_|\bimport[^\n#]*,[ \t]*_|"
-    # raw memory views, which can overwrite the worker's own state
-    r"\b(as_strided|ctypeslib|frombuffer)\b"
-)
-_IMPORT = re.compile(r"^[ \t]*(?:from[ \t]+(\S+)[ \t]+import|import[ \t]+([^#;\n]+))", re.M)
-_OFFERED = frozenset(
-    "math cmath itertools collections functools copy heapq bisect re typing dataclasses operator statistics random "
-    "string fractions decimal enum abc numbers array queue json time numpy scipy".split()
-)
-
-
-@functools.lru_cache(maxsize=4096)  # models repeat themselves; the scan costs ~50 us
-def _retires_worker(source: str) -> bool:
-    if _RISKY.search(source):
-        return True
-    for m in _IMPORT.finditer(source):
-        names = [m.group(1)] if m.group(1) else [part.split()[0] for part in m.group(2).split(",") if part.strip()]
-        if any(name.split(".")[0] not in _OFFERED for name in names):
-            return True
-    return False
-
 
 class Sandbox:
     """A pool of hardened worker processes that runs candidate programs on tasks.
@@ -95,12 +59,10 @@ class Sandbox:
         self._slots: asyncio.Queue[int] | None = None
         self._spawn_locks: list[asyncio.Lock] = []
         self._restart_lock = asyncio.Lock()
-        self._spares: list[Worker] = []
-        self._refill: asyncio.Task | None = None
         self._abandoned: list[Worker] = []
-        self._verified: OrderedDict[tuple, CandidateVerdict] = OrderedDict()
+        self._uids: L.UidLease | None = None
         self._t_start = 0.0
-        self._stats = {"candidates": 0, "pairs": 0, "rechecks": 0, "timeouts": 0, "crashes": 0, "respawns": 0, "host_restarts": 0, "busy_s": 0.0}
+        self._stats = {"candidates": 0, "pairs": 0, "timeouts": 0, "crashes": 0, "respawns": 0, "host_restarts": 0, "busy_s": 0.0}
 
     # ---- lifecycle ----
 
@@ -113,7 +75,16 @@ class Sandbox:
         """Start the host and the workers; raises SandboxUnavailable without the minimum isolation."""
         if self._host is not None:
             return
-        host, layers = await self._launch()
+        # Worker uids of their own: another sandbox on this machine (another
+        # run, another test process) never shares one (RLIMIT_NPROC and
+        # signal permissions are per uid).
+        self._uids = L.UidLease.acquire(self.n_workers + 1)
+        try:
+            host, layers = await self._launch()
+        except BaseException:
+            self._uids.release()
+            self._uids = None
+            raise
         self._layers = layers
         self._host = host
         self._workers = [None] * self.n_workers
@@ -136,11 +107,13 @@ class Sandbox:
         cfg = self.config
         spec = {
             "memory_mb": cfg.memory_mb,
-            "cpu_s": int(MAX_CANDIDATES_PER_WORKER * cfg.candidate_timeout_s) + 10,
+            # Per candidate's child: a backstop under the wall-clock limits, and
+            # a bound on anything that outlives its candidate.
+            "cpu_s": math.ceil(cfg.candidate_timeout_s) + 2,
             "seccomp": "seccomp" not in self.disable_layers,
             "landlock": "landlock" not in self.disable_layers,
             "read_paths": L.library_paths(),
-            "uid_base": L.UID_BASE,
+            "uid_base": self._uids.base if self._uids is not None else L.UID_BASE,
         }
 
         def argv(prefix: list[str]):
@@ -211,12 +184,12 @@ class Sandbox:
         async with self._restart_lock:
             if self._host is not failed:
                 return  # someone else already restarted it
-            for w in self._workers + self._spares + self._abandoned:
+            for w in self._workers + self._abandoned:
                 if w is not None:
                     w.mark_dead()
                     w.close_fds()
             self._workers = [None] * self.n_workers
-            self._spares, self._abandoned = [], []
+            self._abandoned = []
             failed.close()
             host, layers = await self._launch()
             if layers != self._layers:
@@ -230,20 +203,15 @@ class Sandbox:
         host, self._host = self._host, None
         if host is None:
             return
-        if self._refill is not None:
-            self._refill.cancel()
-            try:
-                await self._refill
-            except BaseException:
-                pass
-            self._refill = None
-        for w in self._workers + self._abandoned + self._spares:
+        uids, self._uids = self._uids, None
+        for w in self._workers + self._abandoned:
             if w is not None:
                 w.close_fds()
         self._workers = []
         self._abandoned = []
-        self._spares = []
         host.close()  # the host kills its workers when the control socket closes
+        if uids is not None:
+            uids.release()
 
     async def __aenter__(self) -> Sandbox:
         await self.start()
@@ -279,43 +247,16 @@ class Sandbox:
             return self._candidate(task, [err] * len(pairs), rechecked=False)
         slot = await self._slots.get()
         try:
-            ex = await self._exchange(slot, source, inputs, once=False)
+            ex = await self._exchange(slot, source, inputs)
             verdict = self._verdict(task, ex, check_test)
-            if verdict.all_train_pass and self.config.recheck_passes:
-                verdict = await self._recheck(slot, source, task, inputs, check_test)
+            # The run was in a fresh fork of the clean snapshot: re-running a
+            # pass in another fresh process would repeat it exactly.
+            verdict.rechecked = verdict.all_train_pass
         finally:
             self._slots.put_nowait(slot)
         self._stats["candidates"] += 1
         self._stats["pairs"] += len(pairs)
         return verdict
-
-    async def _recheck(self, slot: int, source: str, task: Task, inputs: list, check_test: bool) -> CandidateVerdict:
-        """The verdict of a fresh process for a program that passed in a pooled worker.
-
-        The same program on the same task is re-run only until a fresh process
-        has passed it once; later passes get that fresh verdict (its outputs
-        included, so a tampered worker cannot change the test outputs either).
-        Models repeat their programs often, and a fork costs ~5-10 ms.
-        """
-        h = hashlib.blake2b(source.encode("utf-8", "surrogatepass"), digest_size=16)
-        for p in task.train:
-            h.update(p.output.tobytes() + bytes(p.output.shape))
-        for _, _, cells in inputs:
-            h.update(cells)
-        key = (h.digest(), task.id, len(inputs), check_test)
-        cached = self._verified.get(key)
-        if cached is not None:
-            self._verified.move_to_end(key)
-            return cached.model_copy(deep=True)
-        self._stats["rechecks"] += 1
-        ex = await self._exchange(slot, source, inputs, once=True)
-        fresh = self._verdict(task, ex, check_test)
-        fresh.rechecked = fresh.all_train_pass
-        if fresh.rechecked:
-            self._verified[key] = fresh.model_copy(deep=True)
-            if len(self._verified) > VERIFIED_CACHE:
-                self._verified.popitem(last=False)
-        return fresh
 
     async def _pooled_worker(self, slot: int) -> Worker:
         async with self._spawn_locks[slot]:
@@ -327,21 +268,6 @@ class Sandbox:
                 self._workers[slot] = w
                 self._stats["respawns"] += 1
             return w
-
-    async def _fresh_worker(self) -> Worker:
-        """A worker that has never run a program, forked ahead of time when possible."""
-        w = self._spares.pop() if self._spares else await self._spawn(self.n_workers, True)
-        if self._refill is None or self._refill.done():
-            self._refill = asyncio.get_running_loop().create_task(self._refill_spares())
-        return w
-
-    async def _refill_spares(self) -> None:
-        # Forking off the critical path: the next re-check finds its process ready.
-        try:
-            while self._host is not None and len(self._spares) < SPARE_FRESH_WORKERS:
-                self._spares.append(await self._spawn(self.n_workers, True))
-        except SandboxError:
-            pass
 
     async def _reap_abandoned(self) -> None:
         while self._abandoned and self._host is not None:
@@ -387,37 +313,14 @@ class Sandbox:
             # The host is gone, and its workers with it; the next spawn restarts it.
             ex.detail = ex.detail or "died with the sandbox host"
 
-    async def _exchange(self, slot: int, source: str, inputs: list, *, once: bool) -> Exchange:
+    async def _exchange(self, slot: int, source: str, inputs: list) -> Exchange:
         await self._reap_abandoned()
         cfg = self.config
         send_timeout = 2 * cfg.candidate_timeout_s + 1.0
-        if once:
-            # A fresh fork of the host, which never ran a program: nothing an
-            # earlier candidate did can reach it. Its own uid, next to the slot's.
-            w = await self._fresh_worker()
-            try:
-                nonce, npairs = await send(w, source, inputs, cfg.pair_timeout_s, send_timeout)
-                ex = await collect(w, nonce, npairs, cfg.pair_timeout_s, cfg.candidate_timeout_s)
-            except WorkerDied:
-                ex = Exchange([], "died")
-            except BaseException:
-                self._abandon(None, w)
-                raise
-            self._stats["busy_s"] += ex.elapsed
-            await self._retire(None, w, ex)
-            return ex
-
-        risky = _retires_worker(source)
         for _attempt in range(_MAX_REQUEUES):
             w = await self._pooled_worker(slot)
             seq = w.take_seq()
             try:
-                if w.tail_risky:
-                    # Never queue a request behind a program that may read it.
-                    await w.wait_turn(seq)
-                    if w.dead:
-                        continue
-                w.tail_risky = risky
                 try:
                     nonce, npairs = await send(w, source, inputs, cfg.pair_timeout_s, send_timeout)
                 except WorkerDied:
@@ -434,7 +337,9 @@ class Sandbox:
                 self._abandon(slot, w)
                 raise
             self._stats["busy_s"] += ex.elapsed
-            if ex.outcome != "ok" or ex.taint or risky or w.used >= MAX_CANDIDATES_PER_WORKER:
+            # A program's own crash ends its child, not the worker (see sandbox.worker).
+            self._stats["crashes"] += any(r.error_type == "Crashed" for r in ex.results)
+            if ex.outcome != "ok" or ex.taint or w.used >= MAX_CANDIDATES_PER_WORKER:
                 await self._retire(slot, w, ex)
                 if ex.outcome == "died" and self._host_lost():
                     continue  # not the program's doing: run it again on the next host

@@ -1,22 +1,37 @@
-"""The worker: hardens itself once after the fork, then runs candidates one at a time.
+"""Workers: a clean zygote per slot, and one fresh child process per candidate.
 
-Runs in a process forked from the sandbox host, never in the trusted process.
-Nothing here decides a verdict: the worker only turns a program's return value
-into a result frame; the trusted side parses and compares it.
+Runs in processes forked from the sandbox host, never in the trusted process.
+
+The trusted side talks to a *zygote*: a fork of the pre-warmed host that never
+runs candidate code. For each request the zygote hands the program and its
+inputs to a child forked from its own untouched state, which hardens itself
+(rlimits, its own uid, Landlock, seccomp) and runs that one program. So:
+
+- nothing a program does (patching numpy, audit hooks, timers, swapped
+  ``sys.modules`` entries, a memory hog) outlives its candidate: the next one
+  runs in a new copy of the clean snapshot, whatever the source text says;
+- a program never holds the pipes to the trusted process, nor the request's
+  nonce, nor any later request: the child gets a private pipe with its own
+  request on it and writes its results to another private pipe;
+- the zygote, not the program, writes the frames the trusted side reads: it
+  parses each of the child's frames strictly, re-encodes it under the
+  request's nonce, and turns a child that died or wrote garbage into an error
+  for that pair only. A program can therefore speak for its own pairs, which
+  it could anyway by returning a grid, and for nothing else.
+
+Nothing here decides a verdict: the trusted side parses and compares.
 """
 
 from __future__ import annotations
 
 import builtins
 import ctypes
-import gc
 import itertools
 import linecache
-import operator
 import os
+import random
 import resource
 import signal
-import sys
 import time
 import traceback
 
@@ -40,20 +55,6 @@ PRELOAD = (
 )
 OPTIONAL_PRELOAD = ("scipy", "scipy.ndimage")
 
-# Module namespaces checked for changes after each candidate (see StateCheck),
-# so a program that monkeypatches an allowed module (np.rot90 = ...) cannot
-# change the next one's results: its worker is replaced. Programs importing anything else, or touching
-# interpreter internals, retire their worker instead (see sandbox.verify).
-_WATCHED = (
-    "builtins", "math", "itertools", "collections", "functools", "copy", "heapq", "bisect", "re", "operator",
-    "statistics", "random", "typing", "dataclasses", "string", "fractions", "numbers", "enum",
-    "numpy", "numpy.fft", "numpy.linalg", "numpy.random", "numpy.lib.stride_tricks", "scipy.ndimage",
-)
-# Python-level classes are patchable too (Counter.most_common = ...); their
-# dicts are watched in these modules only, where programs actually use them.
-_WATCHED_CLASSES = ("collections", "functools", "dataclasses", "fractions", "statistics")
-_IMMUTABLE_TYPE = 1 << 8  # Py_TPFLAGS_IMMUTABLETYPE
-_MISSING = object()
 _TEXT_TAIL = 300
 
 
@@ -73,28 +74,15 @@ def preload() -> list[str]:
     return present
 
 
-# ---- hardening, applied once per worker, in this order ----
+
+# ---- hardening of a candidate's child, in this order ----
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _PR_SET_PDEATHSIG = 1
+_PR_SET_DUMPABLE = 4
 
 
-def harden(spec: dict, *, uid: int | None, ruleset_fd: int | None, keep_fds: tuple[int, ...]) -> list[str]:
-    """Apply the layers named in ``spec``; returns the names of those applied.
-
-    Raises on any failure: a worker that could not harden itself must not run code.
-    """
-    applied = ["process"]
-    # Die with the host; the host dies with the trusted process.
-    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    devnull = os.open("/dev/null", os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
-    keep = {0, 1, 2, *keep_fds}
-    if ruleset_fd is not None:
-        keep.add(ruleset_fd)
+def _close_fds_except(keep: set[int]) -> None:
     try:
         open_fds = [int(name) for name in os.listdir("/proc/self/fd")]
     except OSError:  # no /proc here: close by number
@@ -105,7 +93,50 @@ def harden(spec: dict, *, uid: int | None, ruleset_fd: int | None, keep_fds: tup
                 os.close(fd)
             except OSError:
                 pass
-    os.chdir("/")
+
+
+def harden(
+    spec: dict,
+    *,
+    uid: int | None,
+    ruleset_fd: int | None,
+    keep_fds: tuple[int, ...],
+    close_fds: tuple[int, ...] | None = None,
+    prepared: seccomp.Prepared | None = None,
+) -> list[str]:
+    """Apply the layers named in ``spec``; returns the names of those applied.
+
+    ``close_fds``: the descriptors to close when the caller knows them all (a
+    zygote's child), else every descriptor but ``keep_fds`` is closed.
+    ``prepared``: a seccomp filter built before the fork.
+    Raises on any failure: a process that could not harden itself must not run code.
+    """
+    applied = ["process"]
+    parent = os.getppid()
+    # Die with the zygote (which dies with the host, which dies with the
+    # trusted process); seccomp then forbids undoing this.
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(0)  # the parent died before the line above
+    # Not dumpable: no other process of the same uid may open this one's
+    # /proc files (memory, fds) or trace it.
+    _libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # a zygote set these before the fork
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    # The zygote's pipes to the trusted process go first of all.
+    if close_fds is not None:
+        for fd in close_fds:
+            os.close(fd)
+    else:
+        devnull = os.open("/dev/null", os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        keep = {0, 1, 2, *keep_fds}
+        if ruleset_fd is not None:
+            keep.add(ruleset_fd)
+        _close_fds_except(keep)
+        os.chdir("/")
 
     mem = spec["memory_mb"] * 1024 * 1024
     limits = [
@@ -127,128 +158,56 @@ def harden(spec: dict, *, uid: int | None, ruleset_fd: int | None, keep_fds: tup
         os.setgroups([])
         os.setresgid(uid, uid, uid)
         os.setresuid(uid, uid, uid)
+        _libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)  # a uid change resets it
         applied.append("uid")
     if spec.get("landlock") and ruleset_fd is not None:
         seccomp.set_no_new_privs()
         landlock.restrict_self(ruleset_fd)
         os.close(ruleset_fd)
         applied.append("landlock")
+    elif ruleset_fd is not None:
+        os.close(ruleset_fd)
     if spec.get("seccomp"):
-        seccomp.install(os.getpid())
+        if prepared is not None:
+            prepared.install(os.getpid())
+        else:
+            seccomp.install(os.getpid())
         applied.append("seccomp")
     return applied
 
 
-# ---- state check ----
+# ---- turning a return value into cells, by value ----
+
+# Exact types accepted as a cell: Python's int and numpy's integer scalars.
+# bool and numpy.bool_ are not integers here, and subclasses are not accepted,
+# so no method a program defines runs while its output is read.
+_INT_TYPES = frozenset(
+    [int] + [t for t in {np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64,
+                          np.intc, np.uintc, np.intp, np.uintp, np.longlong, np.ulonglong}]
+)
+# Bound now, from types a program cannot change (ndarray's methods are C slots).
+_nd_min = np.ndarray.min
+_nd_max = np.ndarray.max
+_nd_tobytes = np.ndarray.tobytes
+_nd_astype = np.ndarray.astype
+_np_array = np.array
+_list_copy = list.copy
+_tuple_iter = tuple.__iter__
+_chain = itertools.chain.from_iterable
 
 
-def _snapshot() -> list[tuple[object, int, tuple, tuple]]:
-    """For each watched namespace: the mapping, its size, its keys and its values."""
-    snap = []
-    seen: set[int] = set()
+def _items(seq: object) -> list | None:
+    """The items of a list or tuple as stored, or None for anything else.
 
-    def add(d) -> None:
-        snap.append((d, len(d), tuple(d), tuple(d.values())))
-
-    for name in _WATCHED:
-        mod = sys.modules.get(name)
-        if mod is None:
-            continue
-        add(mod.__dict__)
-        if name not in _WATCHED_CLASSES:
-            continue
-        for v in list(mod.__dict__.values()):
-            # Classes written in Python can be patched (Counter.most_common = ...).
-            if isinstance(v, type) and not (v.__flags__ & _IMMUTABLE_TYPE) and id(v) not in seen:
-                seen.add(id(v))
-                add(v.__dict__)
-    return snap
-
-
-def _globals_state() -> tuple:
-    # Signal handlers alone do nothing (no one may signal a worker but itself);
-    # a pending timer would fire inside the next program.
-    return (
-        sys.getrecursionlimit(),
-        sys.gettrace(),
-        sys.getprofile(),
-        sys.stdin,
-        sys.stdout,
-        sys.stderr,
-        len(sys.modules),
-        signal.getitimer(signal.ITIMER_REAL),
-        signal.getitimer(signal.ITIMER_VIRTUAL),
-        signal.getitimer(signal.ITIMER_PROF),
-        tuple(sorted(np.geterr().items())),
-        np.getbufsize(),
-        gc.isenabled(),
-    )
-
-
-def _version_tag_views(dicts: list) -> list | None:
-    """ctypes views of each dict's PEP 509 version tag, or None where unusable.
-
-    CPython bumps a dict's ``ma_version_tag`` on every change. Reading it for
-    the ~50 watched namespaces costs a few microseconds instead of comparing
-    ~2,400 entries. The layout is checked on a scratch dict first; any other
-    interpreter or layout falls back to the entry-by-entry comparison.
+    A subclass's ``__iter__``/``__getitem__``/``__len__`` are never called:
+    the items come straight from the underlying storage.
     """
-    if sys.implementation.name != "cpython" or sys.version_info >= (3, 14):
-        return None
-    offset = 3 * ctypes.sizeof(ctypes.c_void_p)  # ob_refcnt, ob_type, ma_used
-
-    def view(d: dict):
-        return ctypes.c_uint64.from_address(id(d) + offset)
-
-    probe = {"a": 1}
-    v = view(probe)
-    seen = [v.value]
-    probe["a"] = 2
-    seen.append(v.value)
-    probe["b"] = 3
-    seen.append(v.value)
-    del probe["a"]
-    seen.append(v.value)
-    if len(set(seen)) != 4 or 0 in seen:
-        return None
-    return [view(d) for d in dicts]
-
-
-class StateCheck:
-    """Detects a program that left changes behind for the next candidate."""
-
-    def __init__(self) -> None:
-        self.snap = _snapshot()
-        self.state = _globals_state()
-        # A class __dict__ is a read-only proxy; its version lives on the real dict.
-        real = [d if type(d) is dict else gc.get_referents(d)[0] for d, *_ in self.snap]
-        self.views = _version_tag_views(real) if all(type(d) is dict for d in real) else None
-        self.tags = [v.value for v in self.views] if self.views is not None else None
-
-    def tainted(self) -> str:
-        if self.views is not None:
-            if [v.value for v in self.views] != self.tags:
-                return self._which() or "a watched namespace changed"
-        else:
-            name = self._which()
-            if name:
-                return name
-        if _globals_state() != self.state:
-            return "interpreter state (timers, numpy error mode, sys hooks) changed"
-        return ""
-
-    def _which(self) -> str:
-        # Identity, not equality (a replacement could define a lying __eq__),
-        # compared in C through map/all: ~50 ns per name.
-        is_ = operator.is_
-        for d, n, keys, values in self.snap:
-            if len(d) != n or not all(map(is_, d.values(), values)) or not all(map(is_, d, keys)):
-                changed = [str(k) for k, v in zip(keys, values) if d.get(k, _MISSING) is not v][:1]
-                return f"{(changed or ['a name'])[0]:.40} was replaced, added or removed"
-        return ""
-
-
-# ---- running one candidate ----
+    t = type(seq)
+    if issubclass(t, list):
+        return _list_copy(seq)  # type: ignore[arg-type]
+    if issubclass(t, tuple):
+        return list(_tuple_iter(seq))  # type: ignore[arg-type]
+    return None
 
 
 def _cells(out: object) -> tuple[int, int, bytes] | str:
@@ -256,59 +215,66 @@ def _cells(out: object) -> tuple[int, int, bytes] | str:
 
     The same rules as ``arcsynth.grid.parse_grid``; the trusted side checks again.
     """
-    if isinstance(out, np.ndarray):
-        if out.ndim != 2:
-            return f"expected a 2-D grid, got an array with {out.ndim} dimension(s)"
-        if out.dtype.kind not in "iu":
-            return f"expected integer cells, got dtype {out.dtype}"
-        h, w = out.shape
+    t = type(out)
+    if t is np.ndarray:
+        if out.ndim != 2:  # type: ignore[union-attr]
+            return f"expected a 2-D grid, got an array with {out.ndim} dimension(s)"  # type: ignore[union-attr]
+        dtype = out.dtype  # type: ignore[union-attr]
+        if dtype.kind not in "iu":
+            return f"expected integer cells, got dtype {dtype}"
+        h, w = out.shape  # type: ignore[union-attr]
         if not (1 <= h <= P.MAX_SIDE and 1 <= w <= P.MAX_SIDE):
             return f"grid is {h}x{w}; each side must be 1..{P.MAX_SIDE}"
-        lo, hi = int(out.min()), int(out.max())
+        lo, hi = int(_nd_min(out)), int(_nd_max(out))
         if lo < 0 or hi > 9:
             return f"cell value {lo if lo < 0 else hi} is outside 0..9"
-        return h, w, np.ascontiguousarray(out, dtype=np.uint8).tobytes()
-    if isinstance(out, (list, tuple)):
-        # Fast path for the usual valid grid: numpy parses it in C; the only
-        # thing it would coerce silently is a bool among ints, checked in C too.
+        return h, w, _nd_tobytes(_nd_astype(out, np.uint8))
+    if issubclass(t, np.ndarray):
+        return (
+            f"expected a plain numpy array or a list of lists, got {t.__module__}.{t.__qualname__} "
+            "(an ndarray subclass); return np.asarray(...) or .tolist()"
+        )
+    rows = _items(out)
+    if rows is None:
+        return f"expected a numpy array or a list of lists, got {t.__name__}"
+    h = len(rows)
+    if h == 0:
+        return "grid has no rows"
+    if h > P.MAX_SIDE:
+        return f"grid has {h} rows; each side must be 1..{P.MAX_SIDE}"
+    grid = []
+    for r, row in enumerate(rows):
+        items = _items(row)
+        if items is None:
+            return f"row {r} is {type(row).__name__}, not a list"
+        grid.append(items)
+    width = len(grid[0])
+    if not 1 <= width <= P.MAX_SIDE:
+        return f"grid is {h}x{width}; each side must be 1..{P.MAX_SIDE}"
+    for r, items in enumerate(grid):
+        if len(items) != width:
+            return f"grid is not rectangular: row 0 has {width} cells, row {r} has {len(items)}"
+    # Fast path for the usual valid grid: only exact integer types, parsed by numpy in C.
+    if set(map(type, _chain(grid))) <= _INT_TYPES:
         try:
-            if (
-                1 <= len(out) <= P.MAX_SIDE
-                and all(type(row) in (list, tuple) and 1 <= len(row) <= P.MAX_SIDE for row in out)
-                and (arr := np.array(out)).dtype.kind in "iu"
-                and arr.ndim == 2
-                and bool not in set(map(type, itertools.chain.from_iterable(out)))
-            ):
-                lo, hi = int(arr.min()), int(arr.max())
-                if 0 <= lo and hi <= 9:
-                    return arr.shape[0], arr.shape[1], arr.astype(np.uint8).tobytes()
+            arr = _np_array(grid)
         except Exception:
-            pass
-        h = len(out)
-        if h == 0:
-            return "grid has no rows"
-        if h > P.MAX_SIDE:
-            return f"grid has {h} rows; each side must be 1..{P.MAX_SIDE}"
-        width = None
-        flat: list[int] = []
-        for r, row in enumerate(out):
-            if not isinstance(row, (list, tuple)):
-                return f"row {r} is {type(row).__name__}, not a list"
-            if width is None:
-                width = len(row)
-                if not 1 <= width <= P.MAX_SIDE:
-                    return f"grid is {h}x{width}; each side must be 1..{P.MAX_SIDE}"
-            elif len(row) != width:
-                return f"grid is not rectangular: row 0 has {width} cells, row {r} has {len(row)}"
-            for c, cell in enumerate(row):
-                if type(cell) is not int and not isinstance(cell, np.integer):
-                    return f"cell ({r},{c}) is {type(cell).__name__}, not an integer"
-                v = int(cell)
-                if not 0 <= v <= 9:
-                    return f"cell value {v} is outside 0..9"
-                flat.append(v)
-        return h, len(flat) // h, bytes(flat)
-    return f"expected a numpy array or a list of lists, got {type(out).__name__}"
+            arr = None
+        if arr is not None and type(arr) is np.ndarray and arr.dtype.kind in "iu" and arr.shape == (h, width):
+            lo, hi = int(_nd_min(arr)), int(_nd_max(arr))
+            if 0 <= lo and hi <= 9:
+                return h, width, _nd_tobytes(_nd_astype(arr, np.uint8))
+    flat = bytearray()
+    for r, items in enumerate(grid):
+        for c, cell in enumerate(items):
+            ct = type(cell)
+            if ct not in _INT_TYPES:
+                return f"cell ({r},{c}) is {ct.__name__}, not an integer"
+            v = int(cell)
+            if not 0 <= v <= 9:
+                return f"cell value {v} is outside 0..9"
+            flat.append(v)
+    return h, width, bytes(flat)
 
 
 def _describe(exc: BaseException) -> str:
@@ -335,20 +301,16 @@ class _NoTransform(Exception):
     pass
 
 
-def run_candidate(
-    wfd: int, nonce: int, source: str, inputs: list[tuple[int, int, bytes]], check: StateCheck | None, flush_s: float = 0.0
-) -> str:
-    """Run ``transform`` on each input and send one frame per pair, then an end frame.
+def run_candidate(rfd: int, wfd: int, source: str, npairs: int) -> None:
+    """In a candidate's child: compile ``source``, then run ``transform`` on each input as it arrives.
 
-    Frames are batched into one write (one wake-up of the trusted side per
-    candidate) unless ``flush_s`` passed since the last write.
-    Returns the taint reason ('' when this worker may run another candidate).
+    Inputs come one by one on ``rfd`` (two bytes of shape, then the cells);
+    each pair's frame goes out on ``wfd`` as soon as it is computed, and the
+    next input arrives only after that. The frames carry nonce 0: the child
+    never learns the request's nonce. End of input ends the candidate.
     """
-    n = len(inputs)
-    frames: list[bytes] = []
-    taint = ""
     fn = None
-    t0 = last_flush = time.perf_counter()
+    t0 = time.perf_counter()
     try:
         linecache.cache["<candidate>"] = (len(source), None, source.splitlines(True), "<candidate>")
         code = compile(source, "<candidate>", "exec")
@@ -365,16 +327,21 @@ def run_candidate(
             msg = str(e)
         else:
             msg = _describe(e)
-        if isinstance(e, MemoryError):
-            taint = "MemoryError"
         dt = time.perf_counter() - t0
-        for i in range(n):
-            frames.append(P.encode_failure(nonce, i, dt if i == 0 else 0.0, P.KIND_ERROR, etype, msg))
-        ns = None
-        return _finish(wfd, nonce, n, check, taint, frames)
+        frames = [P.encode_failure(0, i, dt if i == 0 else 0.0, P.KIND_ERROR, etype, msg) for i in range(npairs)]
+        frames.append(P.encode_end(0, npairs, ""))
+        _write_all(wfd, b"".join(frames))
+        return
 
-    for i, (h, w, cells) in enumerate(inputs):
-        grid = np.frombuffer(cells, dtype=np.uint8).reshape(h, w).astype(np.int64)
+    for i in range(npairs):
+        shape = _read_exact(rfd, 2)
+        if shape is None:
+            return
+        h, w = shape[0], shape[1]
+        cells = _read_exact(rfd, h * w)
+        if cells is None:
+            return
+        grid = np.frombuffer(bytes(cells), dtype=np.uint8).reshape(h, w).astype(np.int64)
         t0 = time.perf_counter()
         try:
             out = fn(grid)
@@ -382,76 +349,277 @@ def run_candidate(
             out = None
         except BaseException as e:
             dt = time.perf_counter() - t0
-            if isinstance(e, MemoryError):
-                taint = "MemoryError"
-            frame = P.encode_failure(nonce, i, dt, P.KIND_ERROR, type(e).__name__, _describe(e))
+            frame = P.encode_failure(0, i, dt, P.KIND_ERROR, type(e).__name__, _describe(e))
         else:
             dt = time.perf_counter() - t0
             if isinstance(res, str):
-                frame = P.encode_failure(nonce, i, dt, P.KIND_INVALID, "InvalidOutput", res)
+                frame = P.encode_failure(0, i, dt, P.KIND_INVALID, "InvalidOutput", res)
             else:
-                frame = P.encode_grid(nonce, i, dt, *res)
-        frames.append(frame)
-        now = time.perf_counter()
-        if now - last_flush >= flush_s:
-            os.write(wfd, b"".join(frames))
-            frames.clear()
-            last_flush = now
-    fn = ns = None
-    return _finish(wfd, nonce, n, check, taint, frames)
+                frame = P.encode_grid(0, i, dt, *res)
+        _write_all(wfd, frame)
+    _write_all(wfd, P.encode_end(0, npairs, ""))
 
 
-def _finish(wfd: int, nonce: int, n: int, check: StateCheck | None, taint: str, frames: list[bytes]) -> str:
-    linecache.cache.pop("<candidate>", None)
-    # Objects the program left in cycles are collected now, while nothing runs,
-    # so their __del__ cannot fire inside the next candidate.
-    gc.collect()
-    if not taint and check is not None:
-        try:
-            taint = check.tainted()
-        except BaseException as e:
-            taint = f"state check failed: {type(e).__name__}"
-    frames.append(P.encode_end(nonce, n, taint))
-    os.write(wfd, b"".join(frames))
-    return taint
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
-def _read_exact(fd: int, n: int) -> bytes | None:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = os.read(fd, n - len(buf))
-        if not chunk:
+def _read_exact(fd: int, n: int) -> bytearray | None:
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        k = os.readv(fd, [view[got:]])
+        if k == 0:
             return None
-        buf += chunk
-    return bytes(buf)
+        got += k
+    return buf
 
 
-def serve(rfd: int, wfd: int, *, once: bool) -> None:
-    """The worker loop: read a request, run it, repeat; exits on EOF."""
-    # A one-shot worker exits after its candidate: nothing to protect, and the
-    # snapshot would copy-on-write thousands of the host's pages.
-    check = None if once else StateCheck()
-    # The snapshot is long-lived; keep it out of every per-candidate collection.
-    gc.freeze()
-    while True:
-        head = _read_exact(rfd, 4)
-        if head is None:
-            os._exit(0)
-        body = _read_exact(rfd, int.from_bytes(head, "little"))
+def _read_to_end(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+# ---- a candidate's child ----
+
+
+def _child_main(spec: dict, uid: int | None, ruleset_fd: int | None, req_r: int, res_w: int, close_fds: tuple[int, ...], prepared: seccomp.Prepared | None) -> None:
+    """In the fresh child: harden, read the program, run it on the inputs as they come, exit. Never returns."""
+    try:
+        harden(spec, uid=uid, ruleset_fd=ruleset_fd, keep_fds=(req_r, res_w), close_fds=close_fds, prepared=prepared)
+        head = _read_exact(req_r, 4)
+        body = None if head is None else _read_exact(req_r, int.from_bytes(head, "little"))
         if body is None:
             os._exit(0)
-        nonce, flush_s, source, inputs = P.decode_request(body)
-        taint = run_candidate(wfd, nonce, source, inputs, check, flush_s)
-        if once or taint:
-            os._exit(0)
-
-
-def main(spec: dict, rfd: int, wfd: int, *, uid: int | None, ruleset_fd: int | None, once: bool) -> None:
-    """Entry point in the freshly forked child; never returns."""
-    try:
-        harden(spec, uid=uid, ruleset_fd=ruleset_fd, keep_fds=(rfd, wfd))
-        serve(rfd, wfd, once=once)
+        _flush_s, npairs, source = P.decode_program(bytes(body))
+        body = None
+        # Same random state for every candidate: verdicts do not depend on
+        # which process or session ran a program (hash() is fixed by the
+        # host's PYTHONHASHSEED).
+        random.seed(0)
+        np.random.seed(0)
+        run_candidate(req_r, res_w, source, npairs)
     except BaseException:
         pass
     os._exit(0)
 
+
+class _Child:
+    """A hardened child waiting for its request on a private pipe."""
+
+    def __init__(self, z: _Zygote) -> None:
+        req_r, self.req_w = os.pipe()
+        self.res_r, res_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            # The zygote holds nothing else open (it closed the rest at start).
+            _child_main(z.spec, z.uid, z.ruleset_fd, req_r, res_w, (z.rfd, z.wfd, self.req_w, self.res_r), z.prepared)
+        os.close(req_r)
+        os.close(res_w)
+        self.pid = pid
+
+    def status(self, *, kill: bool) -> str:
+        """Reap the child (SIGKILL first when ``kill``); how it ended, or '' when it was killed here.
+
+        Without ``kill`` this waits: the child closed its result pipe, so it is
+        exiting, or it closed the pipe and kept running, which the trusted
+        side's time limit ends by killing this zygote.
+        """
+        if kill:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            _, st = os.waitpid(self.pid, 0)
+            ended = "" if kill else _describe_status(st)
+        except ChildProcessError:
+            ended = ""
+        for fd in (self.req_w, self.res_r):
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self.req_w = self.res_r = -1
+        return ended
+
+
+def _describe_status(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = str(sig)
+        return f"was killed by {name}"
+    if os.WIFEXITED(status):
+        return f"exited with status {os.WEXITSTATUS(status)}"
+    return f"ended (status {status})"
+
+
+def _relay(child: _Child, wfd: int, body: bytearray, nonce: int, flush_s: float, src_end: int, spans: list[tuple[int, int]]) -> None:
+    """Hand the program and then each input to the child; forward its results under ``nonce``.
+
+    Input i+1 goes to the child only once its frame for pair i is in, so a
+    grid the child reports for a pair can only have been computed after that
+    pair's input was given, as transform would have. Each frame is strictly
+    parsed and re-encoded here (the child's carry nonce 0); frames are
+    forwarded in one write per candidate, or sooner once ``flush_s`` passed
+    since the last. A child that dies, breaks a rule or writes too much gets an
+    error on the pair it was on and 'Skipped' after it; nothing else it wrote
+    goes further.
+    """
+    npairs = len(spans)
+    buf = bytearray()
+    pending: list[bytes] = []
+    got = given = 0
+    ended = False
+    problem = ""
+    last_flush = time.perf_counter()
+
+    def give() -> None:
+        nonlocal given
+        try:
+            if given < npairs:
+                a, b = spans[given]
+                _write_all(child.req_w, view[a:b])
+                given += 1
+            if given == npairs and child.req_w >= 0:
+                os.close(child.req_w)
+                child.req_w = -1
+        except OSError:
+            pass  # the child is gone; its status tells how
+
+    # Slices of one buffer, never copies: the request is zeroed afterwards, and
+    # a copy freed on the heap would still be readable by the next child.
+    view = memoryview(body)
+    try:
+        _write_all(child.req_w, src_end.to_bytes(4, "little"))
+        _write_all(child.req_w, view[:src_end])
+    except OSError:
+        pass
+    give()
+    while not ended and not problem:
+        try:
+            data = os.read(child.res_r, 65536)
+        except OSError:
+            data = b""
+        if not data:
+            break
+        buf += data
+        while not ended:
+            try:
+                frame = P.split_frame(buf)
+                if frame is None:
+                    break
+                r = P.parse_result(frame, 0)
+            except P.ProtocolError as e:
+                problem = str(e)
+                break
+            if r.index != got or (r.kind == P.KIND_END) != (got == npairs):
+                problem = "result frames out of order"
+                break
+            if r.kind == P.KIND_END:
+                pending.append(P.encode_end(nonce, npairs, ""))
+                ended = True
+            elif r.kind == P.KIND_GRID:
+                if got >= given:
+                    problem = f"a grid for pair {got} before its input was given"
+                    break
+                assert r.shape is not None and r.cells is not None
+                pending.append(P.encode_grid(nonce, got, r.runtime, r.shape[0], r.shape[1], r.cells))
+                got += 1
+            else:  # an error can only cost the candidate: accepted ahead of its input
+                pending.append(P.encode_failure(nonce, got, r.runtime, r.kind, r.error_type, r.message))
+                got += 1
+            if got == given:
+                give()
+        now = time.perf_counter()
+        if pending and (ended or problem or now - last_flush >= flush_s):
+            _write_all(wfd, b"".join(pending))
+            pending.clear()
+            last_flush = now
+    ended_how = child.status(kill=ended or bool(problem))
+    view.release()
+    body[:] = bytes(len(body))  # no later child's memory holds this request
+    if ended:
+        if pending:
+            _write_all(wfd, b"".join(pending))
+        return
+    frames = pending
+    if problem:
+        etype = "ProtocolError"
+        msg = f"the program's result frames were invalid ({problem}); did the program write to the result channel?"
+    else:
+        etype = "Crashed"
+        msg = f"the program's process {ended_how or 'died'} while running this pair (os._exit, a signal or a crash)"
+    for i in range(got, npairs):
+        if i == got:
+            frames.append(P.encode_failure(nonce, i, 0.0, P.KIND_ERROR, etype, msg))
+        else:
+            frames.append(P.encode_failure(nonce, i, 0.0, P.KIND_ERROR, "Skipped", f"not run: the program failed on pair {got} ({etype})"))
+    frames.append(P.encode_end(nonce, npairs, ""))
+    _write_all(wfd, b"".join(frames))
+
+
+# ---- the zygote ----
+
+
+class _Zygote:
+    """What every child of a zygote starts from: its settings, its pipes to close, a prepared filter."""
+
+    def __init__(self, spec: dict, rfd: int, wfd: int, uid: int | None, ruleset_fd: int | None) -> None:
+        self.spec, self.rfd, self.wfd, self.uid = spec, rfd, wfd, uid
+        self.ruleset_fd = ruleset_fd if spec.get("landlock") else None
+        self.prepared = seccomp.Prepared() if spec.get("seccomp") else None
+
+
+def serve(spec: dict, rfd: int, wfd: int, *, uid: int | None, ruleset_fd: int | None, once: bool) -> None:
+    """The zygote loop: read a request, hand it to a fresh child, relay its results; exits on EOF.
+
+    The next child is forked as soon as the last one is reaped, before its
+    request arrives, so that its memory holds no request at all; each request
+    is overwritten here once handed over.
+    """
+    z = _Zygote(spec, rfd, wfd, uid, ruleset_fd)
+    child = _Child(z)
+    while True:
+        head = _read_exact(rfd, 4)
+        body = None if head is None else _read_exact(rfd, int.from_bytes(head, "little"))
+        if body is None:
+            child.status(kill=True)
+            os._exit(0)
+        nonce, flush_s, src_end, spans = P.request_layout(body)
+        P.set_request_nonce(body, 0)
+        _relay(child, wfd, body, nonce, flush_s, src_end, spans)
+        if once:
+            os._exit(0)
+        child = _Child(z)
+
+
+def main(spec: dict, rfd: int, wfd: int, *, uid: int | None, ruleset_fd: int | None, once: bool) -> None:
+    """Entry point of a zygote freshly forked from the host; never returns."""
+    try:
+        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        _libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        devnull = os.open("/dev/null", os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        keep = {0, 1, 2, rfd, wfd}
+        if ruleset_fd is not None:
+            keep.add(ruleset_fd)
+        _close_fds_except(keep)
+        os.chdir("/")
+        serve(spec, rfd, wfd, uid=uid, ruleset_fd=ruleset_fd, once=once)
+    except BaseException:
+        pass
+    os._exit(0)

@@ -48,9 +48,12 @@ def verify(
 
 def _print_verdicts(doc: dict) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     console = stdout_console()
-    table = Table(title=f"{doc['program']} on {doc['task_id']}")
+    # Program texts are shown as plain Text: '[/oops]' in an error message is
+    # not Rich markup (the sandbox already wrote out control characters).
+    table = Table(title=Text(f"{doc['program']} on {doc['task_id']}"))
     for col in ("pair", "status", "shape", "cells", "time", "error"):
         table.add_column(col)
     colour = {"pass": "green", "wrong": "yellow", "unchecked": "cyan"}
@@ -63,7 +66,7 @@ def _print_verdicts(doc: dict) -> None:
             acc = f"{v['cell_accuracy']:.0%}" if v["cell_accuracy"] is not None else "-"
             err = f"{v['error_type']}: {(v['error'] or '').strip().splitlines()[-1] if v['error'] else ''}" if v["error_type"] else ""
             st = v["status"]
-            table.add_row(f"{split} {i}", f"[{colour.get(st, 'red')}]{st}[/]", shape, acc, f"{v['runtime_s'] * 1000:.1f} ms", err)
+            table.add_row(f"{split} {i}", f"[{colour.get(st, 'red')}]{st}[/]", shape, acc, f"{v['runtime_s'] * 1000:.1f} ms", Text(err))
     console.print(table)
     verdict = "[green]all train pairs pass[/]" if doc["all_train_pass"] else f"{doc['pairs_passed']}/{len(doc['train'])} train pairs pass"
     console.print(f"{verdict}; isolation: {', '.join(doc['isolation'])}")

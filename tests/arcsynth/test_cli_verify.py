@@ -62,3 +62,12 @@ def test_bad_input_exits_2_with_a_clear_message(cli_app, runner, tmp_path):
         assert result.exit_code == 2, (args, result.output)
         assert needle in result.stderr, (args, result.stderr)
         assert "Traceback" not in result.output
+
+
+def test_program_texts_are_shown_as_text_not_markup_or_escapes(cli_app, runner, tmp_path):
+    # Rich markup and terminal escapes (window title, clear screen) in an error message.
+    src = "def transform(grid):\n    raise ValueError('[/oops] \\x1b]0;pwned\\x07\\x1b[2J done')\n"
+    result = runner.invoke(cli_app, ["verify", str(_write(tmp_path, src)), "-d", "arc1:train", "-t", "3c9b0459"])
+    assert result.exit_code == 0, result.output
+    assert "[/oops]" in result.stdout and "pwned" in result.stdout
+    assert "\x1b" not in result.stdout and "\x07" not in result.stdout

@@ -280,34 +280,98 @@ async def test_lies_do_not_pass(sandbox, rot180_task, source):
     assert all(p.status in ("wrong", "invalid_output") for p in v.train)
 
 
-async def test_forged_result_frames_do_not_pass(sandbox, rot180_task):
-    # Claim the right answers on every pipe this process holds, with a guessed
-    # nonce, plus junk that looks like a verdict.
-    answers = [p.output.tolist() for p in rot180_task.train + rot180_task.test]
-    src = f"""import os, struct
+# Reaches builtins with no name a source screen would look for, walks every
+# frame and object for the worker's pipes and nonce, writes forged frames (all
+# nonces it can find or guess) and an end frame to every file descriptor, and
+# reads from every descriptor for the next request. Its output says whether it
+# saw the marker of the program queued behind it.
+TAKEOVER = """import operator, struct
+
+b = operator.attrgetter("_" + "_self_" + "_")(max)
+imp = getattr(b, "_" + "_import_" + "_")
+os, sys, gc, time = imp("os"), imp("sys"), imp("gc"), imp("time")
 
 ANSWERS = {answers!r}
+FORGE = {forge}
+
+def nonces():
+    found = {{0, 1}}
+    f = sys._getframe()
+    while f is not None:
+        for v in list(f.f_locals.values()) + list(f.f_globals.values()):
+            if type(v) is int and v > 1 << 32:
+                found.add(v)
+        f = f.f_back
+    for o in gc.get_objects():
+        if type(o) is dict:
+            for v in list(o.values())[:50]:
+                if type(v) is int and v > 1 << 32:
+                    found.add(v)
+    return list(found)[:200]
+
+def forge(nonce, n):
+    out = b""
+    for i, a in enumerate(ANSWERS):
+        cells = bytes(v for row in a for v in row)
+        body = b"ARS1" + struct.pack("<QHBd", nonce, i, 0, 0.0) + bytes((len(a), len(a[0]))) + cells
+        out += struct.pack("<I", len(body)) + body
+    end = b"ARS1" + struct.pack("<QHBd", nonce, n, 3, 0.0) + struct.pack("<H", 0)
+    return out + struct.pack("<I", len(end)) + end
 
 def transform(grid):
-    for fd in range(3, 32):
-        for nonce in (0, 1):
-            for i, a in enumerate(ANSWERS):
-                cells = bytes(v for row in a for v in row)
-                body = b"ARS1" + struct.pack("<QHBd", nonce, i, 0, 0.0) + bytes((len(a), len(a[0]))) + cells
-                try:
-                    os.write(fd, struct.pack("<I", len(body)) + body)
-                except OSError:
-                    pass
-        try:
-            os.write(fd, b'{{"status": "pass"}}\\n')
-        except OSError:
-            pass
-    return grid
+    ns = nonces() if FORGE else []
+    for fd in range(3, 1024):
+        for nonce in ns:
+            try:
+                os.write(fd, forge(nonce, len(ANSWERS)))
+            except OSError:
+                break
+    seen = b""
+    t = time.time()
+    while time.time() - t < 0.3:
+        for fd in range(0, 1024):
+            try:
+                os.set_blocking(fd, False)
+                seen += os.read(fd, 1 << 20)
+            except OSError:
+                pass
+    return [[1 if b"{marker}" in seen else 0]]
 """
-    v = await sandbox.run(src, rot180_task)
-    assert not v.all_train_pass
-    assert all(p.status != "pass" for p in v.train)
-    await still_works(sandbox, rot180_task)
+
+
+async def test_a_program_cannot_take_over_its_worker(one_worker, rot180_task):
+    """No forged frame, stolen request or hijacked pipe reaches another candidate."""
+    answers = [p.output.tolist() for p in rot180_task.train + rot180_task.test]
+    marker = uuid.uuid4().hex
+    wrong = "def transform(grid):\n    return grid\n"
+    secret = f"# {marker}\n" + ROT180
+    # One worker: the programs are pipelined behind each other on it.
+    thief = TAKEOVER.format(answers=answers, marker=marker, forge=False)
+    va, vc = await asyncio.gather(one_worker.run(thief, rot180_task), one_worker.run(secret, rot180_task))
+    assert va.train[0].output == [[0]], va.train[0]
+    assert all(p.output != [[1]] for p in va.train), "the program read the request queued behind it"
+    assert vc.all_train_pass
+    forger = TAKEOVER.format(answers=answers, marker=marker, forge=True)
+    _, vw, vc = await asyncio.gather(
+        one_worker.run(forger, rot180_task), one_worker.run(wrong, rot180_task), one_worker.run(secret, rot180_task)
+    )
+    assert [p.status for p in vw.train] == ["wrong"] * len(rot180_task.train)
+    assert vc.all_train_pass
+    for _ in range(3):
+        await still_works(one_worker, rot180_task)
+
+
+async def test_forged_frames_speak_only_for_their_own_pairs(one_worker, rot180_task):
+    # Claims the right answers on every descriptor with guessed nonces while
+    # returning the input. What it writes can only stand for its own pairs,
+    # as a program returning those grids from a call counter could anyway;
+    # the program after it is judged on its own output.
+    answers = [p.output.tolist() for p in rot180_task.train + rot180_task.test]
+    src = TAKEOVER.format(answers=answers, marker="x" * 32, forge=True)
+    wrong = "def transform(grid):\n    return grid\n"
+    _, v = await asyncio.gather(one_worker.run(src, rot180_task), one_worker.run(wrong, rot180_task))
+    assert [p.status for p in v.train] == ["wrong"] * len(rot180_task.train)
+    await still_works(one_worker, rot180_task)
 
 
 async def test_expected_outputs_are_never_sent(sandbox, rot180_task, monkeypatch):
@@ -376,44 +440,127 @@ async def one_worker(fast_config):
         yield sb
 
 
-SABOTAGE = [
-    # Monkeypatch a numpy function the next program uses (state check).
-    "import numpy as np\nnp.rot90 = lambda m, k=1, axes=(0, 1): m\ndef transform(grid):\n    return grid\n",
-    # Patch a Python class of the standard library (state check).
-    "import collections\ncollections.Counter.most_common = lambda self, n=None: [(0, 0)]\n"
-    "def transform(grid):\n    return grid\n",
-    # Leave a timer that would kill the worker during the next program.
-    "import signal\nsignal.setitimer(signal.ITIMER_REAL, 0.05)\ndef transform(grid):\n    return grid\n",
-    # Reach into numpy's private module behind rot90 (retired by source).
-    "import numpy.lib._function_base_impl as f\nf.flip = lambda m, axis=None: m\ndef transform(grid):\n    return grid\n",
-]
+def _attack(setup: str) -> str:
+    return setup + "\ndef transform(grid):\n    return grid\n"
 
 
-@pytest.mark.parametrize("attack", SABOTAGE, ids=["numpy", "class", "timer", "private-module"])
-async def test_no_false_fail_after_sabotage(one_worker, rot180_task, attack):
-    await one_worker.run(attack, rot180_task)
-    v = await one_worker.run(ROT180, rot180_task)
-    assert v.all_train_pass and v.rechecked
+# Each leaves something behind that would break the next program in a reused
+# process. The names are plain on purpose: nothing screens the source text.
+SABOTAGE = {
+    "numpy": _attack("import numpy as np\nnp.rot90 = lambda m, k=1, axes=(0, 1): m"),
+    "class": _attack("import collections\ncollections.Counter.most_common = lambda self, n=None: [(0, 0)]"),
+    "timer": _attack("import signal\nsignal.setitimer(signal.ITIMER_REAL, 0.005)"),
+    "private-module": _attack("import numpy.lib._function_base_impl as f\nf.flip = lambda m, axis=None: m"),
+    "audit-hook": _attack(
+        "import sys\ndef hook(event, args):\n    if event in ('compile', 'exec'):\n        raise RuntimeError('audit')\n"
+        "sys.addaudithook(hook)"
+    ),
+    "timer-and-handler": _attack(
+        "import signal\nsignal.signal(signal.SIGALRM, lambda *a: 1 / 0)\nsignal.signal(signal.SIGVTALRM, lambda *a: 1 / 0)\n"
+        "signal.setitimer(signal.ITIMER_REAL, 0.02, 0.02)\nsignal.setitimer(signal.ITIMER_VIRTUAL, 0.02, 0.02)"
+    ),
+    "sys.modules-numpy": _attack("import sys, types\nsys.modules['numpy'] = types.ModuleType('numpy')"),
+    "scipy.ndimage": _attack(
+        "import sys, types, scipy, scipy.ndimage\nfake = types.ModuleType('scipy.ndimage')\n"
+        "sys.modules['scipy.ndimage'] = fake\nscipy.ndimage = fake"
+    ),
+    "printoptions": _attack("import numpy as np\nnp.set_printoptions(threshold=1, edgeitems=1, formatter={'int': lambda v: 'x'})"),
+    "queue": _attack("import queue\nqueue.Queue.get = lambda self, *a, **k: 2"),
+    "json": _attack("import json\njson.loads = lambda s, **k: None\njson.dumps = lambda o, **k: 'null'"),
+    "sctypeDict": _attack("import numpy as np\nnp.sctypeDict['int64'] = np.int8"),
+    "address-space-hog": _attack("import sys\nsys.hog = bytearray(600 << 20)"),
+}
+
+# Uses everything the attacks above touch, and a few hundred MB of address space.
+VICTIM = """import collections, json, queue, sys, time
+import numpy as np
+import scipy.ndimage
+
+def transform(grid):
+    g = np.rot90(np.asarray(grid), 2)
+    assert np.flip(np.array([1, 2]))[0] == 2
+    q = queue.Queue()
+    q.put(1)
+    assert q.get() == 1
+    assert json.loads(json.dumps({"a": [1]})) == {"a": [1]}
+    assert collections.Counter("aab").most_common(1) == [("a", 2)]
+    labels, n = scipy.ndimage.label(g > 0)
+    assert n >= 1
+    assert np.sctypeDict["int64"] is np.int64
+    assert repr(np.arange(3)) == "array([0, 1, 2])"
+    big = np.empty(300 << 20, dtype=np.uint8)  # address space only: pages untouched
+    del big
+    t = time.process_time()
+    while time.process_time() - t < 0.025:  # CPU time for a virtual timer to fire in
+        pass
+    return g.tolist()
+"""
 
 
-async def test_no_false_pass_after_undetected_sabotage(one_worker, rot180_task):
-    # This attack slips past both the state check (it watches the modules
-    # programs commonly use; numpy.ma is not one of them) and the source screen
-    # (no suspicious names). It makes the next program, a quarter turn (wrong
-    # here), return a half turn.
+_UNPROTECTED_PAIR = """
+import json, os, sys
+import numpy as np, scipy.ndimage
+attacks = json.loads(sys.argv[1])
+victim = sys.argv[2]
+grid = np.array([[1, 2], [3, 0]])
+broken = {}
+for name, attack in attacks.items():
+    pid = os.fork()
+    if pid == 0:
+        import resource
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+        try:
+            ns = {"__name__": "a"}
+            exec(compile(attack, "<attack>", "exec"), ns)
+            ns["transform"](grid)
+            ns = {"__name__": "v"}
+            exec(compile(victim, "<victim>", "exec"), ns)
+            ok = ns["transform"](grid) == [[0, 3], [2, 1]]
+        except BaseException:
+            ok = False
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    broken[name] = status != 0
+print(json.dumps(broken))
+"""
+
+
+@pytest.fixture(scope="module")
+def sabotage_works_unprotected() -> dict[str, bool]:
+    """For each attack: does it break the victim when both run in one process, one after the other?"""
+    import json
+    import subprocess
+    import sys
+
+    r = subprocess.run(
+        [sys.executable, "-c", _UNPROTECTED_PAIR, json.dumps(SABOTAGE), VICTIM], capture_output=True, text=True, timeout=300
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("attack", list(SABOTAGE), ids=list(SABOTAGE))
+async def test_no_false_fail_after_sabotage(one_worker, rot180_task, attack, sabotage_works_unprotected):
+    # In one unprotected process the attack breaks the victim: the test is real.
+    assert sabotage_works_unprotected[attack], f"the {attack} attack does not break the victim even unprotected"
+    v = await one_worker.run(VICTIM, rot180_task)
+    assert v.all_train_pass, v.train[0]
+    await one_worker.run(SABOTAGE[attack], rot180_task)
+    v = await one_worker.run(VICTIM, rot180_task)
+    assert v.all_train_pass and v.rechecked, v.train[0]
+
+
+async def test_no_false_pass_after_sabotage(one_worker, rot180_task):
+    # Patches a numpy function no check would watch so that the next program,
+    # a quarter turn (wrong here), would return a half turn.
     attack = (
         "import numpy as np\n"
         "np.ma.getdata = lambda a, subok=True: np.rot90(a)\n"
         "def transform(grid):\n    return grid\n"
     )
     wrong = "import numpy as np\ndef transform(grid):\n    return np.ma.getdata(np.rot90(grid))\n"
-    rechecks = one_worker.stats["rechecks"]
-    await one_worker.run(attack, rot180_task)
-    v = await one_worker.run(wrong, rot180_task)
-    # The tampered worker passed it; the re-check in a fresh process did not.
-    assert one_worker.stats["rechecks"] == rechecks + 1
-    assert not v.all_train_pass and not v.rechecked
-    assert v.train[0].status == "wrong"
+    _, v = await asyncio.gather(one_worker.run(attack, rot180_task), one_worker.run(wrong, rot180_task))
+    assert not v.all_train_pass and v.train[0].status == "wrong"
 
 
 # ---- the answer key ----
@@ -467,3 +614,155 @@ def transform(grid):
                         return pair["output"]
     return grid
 """
+
+
+# ---- outputs are read by value ----
+
+_ROT = "    g = np.rot90(grid, 2)\n"
+STRICT = {
+    # np.bool_ among ints in a list: numpy would turn it into 1.
+    "np.bool_-in-list": "    out = g.tolist()\n    out[0][0] = np.bool_(out[0][0] > 0)\n    return out\n",
+    "bool-in-list": "    out = g.tolist()\n    out[0][0] = bool(out[0][0])\n    return out\n",
+    "masked-array": "    return np.ma.masked_array(g, mask=np.ones_like(g, dtype=bool))\n",
+    # Lies about its range: cells 256+v would wrap to v in a uint8 cast.
+    "lying-subclass": (
+        "    class A(np.ndarray):\n        def min(self, *a, **k):\n            return 0\n"
+        "        def max(self, *a, **k):\n            return 9\n    return (g + 256).view(A)\n"
+    ),
+    "256+v-array": "    return g + 256\n",
+    "256+v-list": "    return [[v + 256 for v in row] for row in g.tolist()]\n",
+    "uint64-huge": "    return g.astype(np.uint64) + np.uint64(2 ** 64 - 2 ** 8)\n",
+    "bool-array": "    return g > 100\n",
+    # A list subclass whose __iter__/__getitem__ hide the bools it holds.
+    "hiding-list": (
+        "    class L(list):\n        def __iter__(self):\n            return iter([int(v) for v in list.__iter__(self)])\n"
+        "        def __getitem__(self, i):\n            return int(list.__getitem__(self, i))\n"
+        "    rows = [L([bool(v) if c == 0 else int(v) for c, v in enumerate(row)]) for row in g.tolist()]\n"
+        "    return rows\n"
+    ),
+    "float-cells": "    return g.astype(float)\n",
+    "ragged": "    out = g.tolist()\n    out[-1] = out[-1][:-1]\n    return out\n",
+}
+
+
+@pytest.mark.parametrize("body", list(STRICT.values()), ids=list(STRICT))
+async def test_outputs_are_read_by_value(sandbox, rot180_task, body):
+    v = await sandbox.run("import numpy as np\n\ndef transform(grid):\n" + _ROT + body, rot180_task)
+    assert not v.all_train_pass
+    assert all(p.status == "invalid_output" for p in v.train), [p.error for p in v.train]
+
+
+async def test_plain_grids_of_any_integer_kind_pass(sandbox, rot180_task):
+    for body in (
+        "    return g\n",
+        "    return g.astype(np.uint8)\n",
+        "    return g.tolist()\n",
+        "    return tuple(tuple(r) for r in g.tolist())\n",
+        "    return [list(r) for r in g]\n",  # numpy integer scalars
+        "    class L(list):\n        pass\n    return L(L(r) for r in g.tolist())\n",  # an honest subclass, read by value
+    ):
+        v = await sandbox.run("import numpy as np\n\ndef transform(grid):\n" + _ROT + body, rot180_task)
+        assert v.all_train_pass, (body, v.train[0])
+
+
+# ---- routes out of the sandbox that outlive a candidate or reach other processes ----
+
+# 0 where the call was refused with EPERM (seccomp's answer), 1 where it worked,
+# 2 for any other failure (so a probe that could not even try does not pass).
+ESCAPE_ROUTES = """import ctypes, errno, fcntl, os, signal, struct
+
+libc = ctypes.CDLL(None, use_errno=True)
+
+def code(ok, err):
+    return 1 if ok else (0 if err == errno.EPERM else 2)
+
+def call(fn, *args):
+    ctypes.set_errno(0)
+    r = fn(*args)
+    return code(r >= 0, ctypes.get_errno())
+
+def py(fn):
+    try:
+        fn()
+        return 1
+    except OSError as e:
+        return code(False, e.errno)
+
+def transform(grid):
+    rd, wr = os.pipe()
+    return [[
+        call(libc.shmget, 0, 1 << 20, 0o1000 | 0o600),  # IPC_PRIVATE | IPC_CREAT
+        call(libc.msgget, 0, 0o1000 | 0o600),
+        call(libc.semget, 0, 1, 0o1000 | 0o600),
+        call(libc.prctl, 1, 0, 0, 0, 0),  # PR_SET_PDEATHSIG 0: outlive the parent
+        call(libc.setsid),
+        call(libc.setpgid, 0, 0),
+        py(lambda: fcntl.fcntl(rd, fcntl.F_SETOWN, 1)),
+        py(lambda: fcntl.fcntl(rd, 10, signal.SIGKILL)),  # F_SETSIG
+        py(lambda: fcntl.ioctl(rd, 0x8901, struct.pack("i", 1))),  # FIOSETOWN
+        py(lambda: fcntl.fcntl(rd, 1024, 0)),  # F_SETLEASE
+    ]]
+"""
+
+
+@pytest.mark.parametrize("layer_set", list(LAYER_SETS))
+async def test_escape_routes_are_closed(fast_config, rot180_task, layer_set):
+    update, disabled = LAYER_SETS[layer_set]
+    async with Sandbox(fast_config.model_copy(update=update), disable_layers=disabled) as sb:
+        v = await sb.run(ESCAPE_ROUTES, rot180_task)
+        assert flags(v) == [0] * 10, flags(v)
+        await still_works(sb, rot180_task)
+
+
+async def test_without_seccomp_the_routes_are_open(fast_config, rot180_task):
+    # The probe works: with seccomp off (unsafe mode) the same calls succeed.
+    cfg = fast_config.model_copy(update={"unsafe": True})
+    async with Sandbox(cfg, disable_layers={"seccomp"}) as sb:
+        got = flags(await sb.run(ESCAPE_ROUTES, rot180_task))
+        assert got[3] == 1 and got[6] == 1 and got[7] == 1, got
+
+
+# ---- determinism ----
+
+DETERMINISM = """import random
+import numpy as np
+
+def transform(grid):
+    words = ["alpha", "beta", "gamma", "delta", "epsilon"]
+    return [[
+        hash("arc") % 10,
+        hash(("pair", 3)) % 10,
+        words.index(next(iter(set(words)))),
+        random.randint(0, 9),
+        random.randrange(10),
+        int(np.random.randint(10)),
+        int(np.random.choice(10)),
+    ]]
+"""
+
+
+async def test_verdicts_are_the_same_in_every_session(fast_config, rot180_task):
+    outputs = []
+    for _ in range(2):  # two fresh sandboxes: two hosts, as two sessions would have
+        async with Sandbox(fast_config) as sb:
+            first = await sb.run(DETERMINISM, rot180_task)
+            again = await sb.run(DETERMINISM, rot180_task)  # the random state is reseeded per candidate
+            assert [p.output for p in first.train] == [p.output for p in again.train]
+            outputs.append([p.output for p in first.train + first.test])
+    assert outputs[0] == outputs[1]
+    # Not constant by accident: the values differ from pair to pair of draws.
+    assert len(set(outputs[0][0][0])) > 2
+
+
+# ---- texts ----
+
+ESCAPES = "def transform(grid):\n    raise ValueError('\\x1b]0;pwned\\x07\\x1b[2J\\x9b31m\\u202e[/oops] [bold]x')\n"
+
+
+async def test_error_texts_carry_no_terminal_escapes(sandbox, rot180_task):
+    v = await sandbox.run(ESCAPES, rot180_task)
+    err = v.train[0].error or ""
+    assert "ValueError" in v.train[0].error_type and "pwned" in err
+    assert not any(ord(c) < 0x20 and c not in "\n\t" for c in err)
+    assert "\x9b" not in err and "\u202e" not in err
+    assert "\\x1b]0;pwned\\x07" in err and "[/oops]" in err

@@ -248,3 +248,37 @@ def test_non_root_user_gets_landlock_and_seccomp(tmp_path, secret):
     assert out["net"] == [[0, 0, 0]] and out["proc"] == [[0] * probes.N_PROCESS_ATTEMPTS]
     assert out["writes"] == [[0]] and not target.exists()
     assert out["secrets"] == [[0] * probes.N_SECRET_ATTEMPTS]
+
+
+_UID_PROBE = "import os\ndef transform(grid):\n    return [[int(c) for c in str(os.getuid())]]\n"
+
+
+async def test_two_sandboxes_never_share_worker_uids(rot180_task, fast_config):
+    """Concurrent sandboxes (two runs, two test processes) lease disjoint uid blocks."""
+    if os.geteuid() != 0:
+        pytest.skip("worker uids are switched only when started as root")
+    async with Sandbox(fast_config) as a, Sandbox(fast_config) as b:
+        ua = (await a.run(_UID_PROBE, rot180_task)).train[0].output
+        ub = (await b.run(_UID_PROBE, rot180_task)).train[0].output
+        assert ua and ub and ua != ub
+        uid_a = int("".join(map(str, ua[0])))
+        uid_b = int("".join(map(str, ub[0])))
+        assert abs(uid_a - uid_b) >= sandbox.layers.UID_RANGE - fast_config.workers
+        # Another process holding a lease: this one gets a different block.
+        code = (
+            "import sys, time; sys.path[:0] = [sys.argv[1]]\n"
+            "from sandbox.layers import UidLease\n"
+            "l = UidLease.acquire(3); print(l.base, flush=True); time.sleep(30)\n"
+        )
+        proc = subprocess.Popen([sys.executable, "-c", code, str(PROJECT_FILE.parent)], stdout=subprocess.PIPE, text=True)
+        try:
+            other = int(proc.stdout.readline())
+            mine = sandbox.layers.UidLease.acquire(3)
+            try:
+                assert mine.base != other
+                assert other not in (uid_a - uid_a % sandbox.layers.UID_RANGE, uid_b - uid_b % sandbox.layers.UID_RANGE)
+            finally:
+                mine.release()
+        finally:
+            proc.kill()
+            proc.wait()

@@ -63,9 +63,9 @@ async def test_many_candidates_at_once_keep_the_loop_responsive(sandbox, rot180_
     assert after["candidates"] - before["candidates"] == len(sources)
     assert after["timeouts"] - before["timeouts"] >= 2
     assert after["crashes"] - before["crashes"] >= 4
-    # Ten programs retire their worker (loops, crashes, taints); a slot's
-    # replacement is forked when the slot is next used, so the last ones may not be.
-    assert after["respawns"] - before["respawns"] >= 10 - sandbox.n_workers
+    # Only the loops cost a worker: a crash or a taint ends the program's own
+    # child process, and the worker forks the next one from its clean state.
+    assert after["respawns"] - before["respawns"] <= 2
 
 
 async def test_cancelled_run_leaves_the_sandbox_usable(sandbox, rot180_task):
