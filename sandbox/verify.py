@@ -341,8 +341,12 @@ class Sandbox:
             self._stats["crashes"] += any(r.error_type == "Crashed" for r in ex.results)
             if ex.outcome != "ok" or ex.taint or w.used >= MAX_CANDIDATES_PER_WORKER:
                 await self._retire(slot, w, ex)
-                if ex.outcome == "died" and self._host_lost():
-                    continue  # not the program's doing: run it again on the next host
+                if ex.outcome == "died":
+                    # A program's crash ends only its own child, which the worker
+                    # reports as this program's error; a worker that died was
+                    # killed from outside (or with the host): not the program's
+                    # doing, so it runs again on a fresh worker.
+                    continue
             w.end_turn(seq)
             return ex
         return Exchange([], "died", detail="was replaced before it could run this program, repeatedly")

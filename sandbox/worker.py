@@ -158,7 +158,13 @@ def harden(
         os.setgroups([])
         os.setresgid(uid, uid, uid)
         os.setresuid(uid, uid, uid)
-        _libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)  # a uid change resets it
+        # A credential change clears both the parent-death signal and the
+        # non-dumpable flag: set them again, or this process would outlive
+        # its parent (and seccomp would then stop it from fixing that).
+        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        _libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(0)
         applied.append("uid")
     if spec.get("landlock") and ruleset_fd is not None:
         seccomp.set_no_new_privs()

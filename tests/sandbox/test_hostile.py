@@ -766,3 +766,31 @@ async def test_error_texts_carry_no_terminal_escapes(sandbox, rot180_task):
     assert not any(ord(c) < 0x20 and c not in "\n\t" for c in err)
     assert "\x9b" not in err and "\u202e" not in err
     assert "\\x1b]0;pwned\\x07" in err and "[/oops]" in err
+
+
+# ---- a worker killed from outside is not the program's fault ----
+
+SLOW_ROT180 = (
+    "import time\nimport numpy as np\n\ndef transform(grid):\n    t = time.time()\n"
+    "    while time.time() - t < 0.1:\n        pass\n    return np.rot90(grid, 2)\n"
+)
+
+
+async def test_a_worker_killed_from_outside_costs_no_program(fast_config, rot180_task):
+    import signal
+
+    # Without bubblewrap the worker pids are this machine's pids.
+    cfg = fast_config.model_copy(update={"bubblewrap": False, "workers": 1})
+    async with Sandbox(cfg) as sb:
+        assert (await sb.run(ROT180, rot180_task)).all_train_pass
+        # Between two programs: the next one is not blamed.
+        os.kill(sb._workers[0].pid, signal.SIGKILL)
+        await asyncio.sleep(0.1)
+        v = await sb.run(ROT180, rot180_task)
+        assert v.all_train_pass, v.train[0]
+        # During a program: it runs again on a fresh worker and gets its real verdict.
+        run = asyncio.create_task(sb.run(SLOW_ROT180, rot180_task))
+        await asyncio.sleep(0.15)
+        os.kill(sb._workers[0].pid, signal.SIGKILL)
+        v = await run
+        assert v.all_train_pass, v.train[0]

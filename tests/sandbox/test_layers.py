@@ -282,3 +282,65 @@ async def test_two_sandboxes_never_share_worker_uids(rot180_task, fast_config):
         finally:
             proc.kill()
             proc.wait()
+
+
+_ORPHAN_SCRIPT = """
+import asyncio, ctypes, sys
+sys.path[:0] = [{root!r}, {here!r}]
+from conftest import arc_task
+from sandbox import Sandbox, SandboxConfig
+
+SRC = '''import ctypes, time
+libc = ctypes.CDLL(None)
+def transform(grid):
+    libc.prctl(1, 0, 0, 0, 0)  # PR_SET_PDEATHSIG 0
+    libc.setsid()
+    while True:
+        pass
+'''
+
+async def go():
+    async with Sandbox(SandboxConfig(workers=1, bubblewrap={bwrap}, candidate_timeout_s=60, pair_timeout_s=60)) as sb:
+        print(sb._uids.base, flush=True)
+        await sb.run(SRC, arc_task("3c9b0459"))
+
+asyncio.run(go())
+"""
+
+
+def _uids_in_use(lo: int, hi: int) -> list[int]:
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("Uid:"):
+                if any(lo <= int(u) < hi for u in line.split()[1:]):
+                    found.append(int(pid))
+    return found
+
+
+@pytest.mark.parametrize("bwrap", [True, False], ids=["all-layers", "no-bwrap"])
+@pytest.mark.skipif(os.geteuid() != 0, reason="worker uids (to find the workers by) exist only when started as root")
+def test_no_worker_outlives_a_killed_trusted_process(bwrap):
+    script = _ORPHAN_SCRIPT.format(root=str(PROJECT_FILE.parent), here=str(Path(__file__).parent), bwrap=bwrap)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        base = int(proc.stdout.readline())
+        lo, hi = base, base + sandbox.layers.UID_RANGE
+        deadline = time.time() + 20
+        while not _uids_in_use(lo, hi) and time.time() < deadline:
+            time.sleep(0.05)
+        assert _uids_in_use(lo, hi), "the program never started"
+        time.sleep(0.3)  # it has tried to detach by now
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.time() + 5
+    while _uids_in_use(lo, hi) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not _uids_in_use(lo, hi), "a worker survived the trusted process"
