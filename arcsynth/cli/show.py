@@ -200,7 +200,7 @@ def task_table_rows(rows: list[Any]) -> list[list[str]]:
 TASK_COLUMNS = ["task", "status", "score", "programs", "passing", "best train acc", "tokens", "time"]
 
 
-def show_run(ix: Any, out: Out) -> None:
+def show_run(ix: Any, out: Out, statuses: set[str] | None = None) -> None:
     h = ix.header()
     if out.plain:
         for k, v in header_rows(h):
@@ -213,7 +213,9 @@ def show_run(ix: Any, out: Out) -> None:
             t.add_row(k, escape(v))
         out.console.print(Panel(t, title=f"run {escape(h.name)}", title_align="left", expand=False))
     out.line()
-    out.table("tasks", TASK_COLUMNS, task_table_rows(ix.tasks()))
+    rows = [r for r in ix.tasks() if statuses is None or r.status in statuses]
+    title = "tasks" if statuses is None else f"tasks with status {', '.join(sorted(statuses))}: {len(rows)}"
+    out.table(title, TASK_COLUMNS, task_table_rows(rows))
 
 
 def _note(c: Any) -> str:
@@ -235,7 +237,7 @@ def _candidate_rows(detail: Any) -> list[list[str]]:
     return rows
 
 
-def show_task(ix: Any, task_id: str, out: Out) -> None:
+def show_task(ix: Any, task_id: str, out: Out, limit: int = 0) -> None:
     d = ix.task(task_id)
     r = d.row
     out.line(f"task {r.task_id}: {r.status}, score {fmt_score(r.score)}, {r.programs} programs ({status_line(r.status_counts)}), "
@@ -256,8 +258,15 @@ def show_task(ix: Any, task_id: str, out: Out) -> None:
                 items.append(("answer", g.test_outputs[i], None))
             out.lines(grids_row(items, out.plain))
     out.line()
-    out.table("candidates (pairs: + pass, - wrong, E error, T timeout, I invalid output)",
-              ["program", "round", "parents", "status", "train acc", "pairs", "tokens", "note"], _candidate_rows(d))
+    shown = d.candidates
+    title = "candidates (pairs: + pass, - wrong, E error, T timeout, I invalid output)"
+    if limit and len(shown) > limit:
+        best = sorted(shown, key=lambda c: (c.status != "pass", -(c.train_accuracy or -1.0)))[:limit]
+        keep = {c.program_id for c in best}
+        shown = [c for c in shown if c.program_id in keep]
+        title = f"the best {limit} of {len(d.candidates)} candidates (--candidates 0 for all; pairs: + pass, - wrong, E error, T timeout, I invalid output)"
+    out.table(title, ["program", "round", "parents", "status", "train acc", "pairs", "tokens", "note"],
+              _candidate_rows(dataclasses.replace(d, candidates=shown)))
     for v in d.votes:
         out.line()
         rows = [[str(i), str(len(grp.program_ids)), str(grp.behaviours), f"{grp.weight:g}", "yes" if grp.passing else "no",
@@ -308,19 +317,30 @@ def show(
     program: Optional[str] = typer.Option(None, "--program", "-p", help="A program id of the task (e.g. r1/q0/c2 or the full id): show it in full."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (the run index's records) instead of text."),
     plain: Optional[bool] = typer.Option(None, "--plain/--color", help="Plain text or colour (default: colour on a terminal only)."),
+    status: Optional[str] = typer.Option(None, "--status", help="Only tasks with these statuses, comma-separated: solved, train-solved, unsolved, skipped, error, running, killed, pending."),
+    candidates: int = typer.Option(0, "--candidates", min=0, help="With TASK_ID: list only the best N candidates (0: all)."),
 ) -> None:
     """Show what a run did: its header and tasks, one task, or one program (Rich; plain text in a pipe)."""
     from viewer.index import RunIndex, RunIndexError
 
+    from viewer.index import TASK_STATUSES
+
     if program is not None and task_id is None:
         fail("--program needs a TASK_ID")
+    statuses = None
+    if status is not None:
+        statuses = {x.strip() for x in status.split(",") if x.strip()}
+        unknown = statuses - set(TASK_STATUSES)
+        if unknown:
+            fail(f"--status: unknown status {', '.join(sorted(unknown))}; choose from {', '.join(TASK_STATUSES)}")
     try:
         with RunIndex.open(run_dir) as ix:
             if program is not None and not program.startswith(f"{task_id}/"):
                 program = f"{task_id}/{program}"
             if as_json:
                 if task_id is None:
-                    data: Any = {"header": ix.header(), "tasks": ix.tasks()}
+                    data: Any = {"header": ix.header(),
+                                 "tasks": [r for r in ix.tasks() if statuses is None or r.status in statuses]}
                 elif program is None:
                     data = ix.task(task_id)
                 else:
@@ -329,9 +349,9 @@ def show(
                 return
             out = Out(plain if plain is not None else not sys.stdout.isatty())
             if task_id is None:
-                show_run(ix, out)
+                show_run(ix, out, statuses)
             elif program is None:
-                show_task(ix, task_id, out)
+                show_task(ix, task_id, out, candidates)
             else:
                 show_program(ix, task_id, program, out)
     except RunIndexError as e:

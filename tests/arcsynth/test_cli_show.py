@@ -163,3 +163,18 @@ def test_show_a_run_killed_mid_task(cli_app, runner, run):
     assert re.search(rf"^{SMALL_TASKS[2]}\s+pending\s", r.stdout, re.M)
     r = runner.invoke(cli_app, ["show", str(run), victim])
     assert r.exit_code == 0 and f"task {victim}: killed" in r.stdout
+
+
+def test_show_filters_tasks_by_status_and_limits_candidates(cli_app, runner, run):
+    data = json.loads(runner.invoke(cli_app, ["show", str(run), "--json"]).stdout)
+    status = data["tasks"][0]["status"]
+    same = [t["task_id"] for t in data["tasks"] if t["status"] == status]
+    r = runner.invoke(cli_app, ["show", str(run), "--status", status, "--json"])
+    assert [t["task_id"] for t in json.loads(r.stdout)["tasks"]] == same
+    r = runner.invoke(cli_app, ["show", str(run), "--status", "solved,bogus"])
+    assert r.exit_code == 2 and "unknown status bogus" in r.output
+    tid = SMALL_TASKS[0]
+    r = runner.invoke(cli_app, ["show", str(run), tid, "--candidates", "2"])
+    assert r.exit_code == 0 and "the best 2 of" in r.stdout
+    table = r.stdout.split("the best 2 of", 1)[1].splitlines()[2:]
+    assert len([line for line in table if re.match(r"r\d+/q\d+/c\d+ ", line)]) == 2
