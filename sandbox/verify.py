@@ -13,8 +13,8 @@ process, because the first run already is one.
 from __future__ import annotations
 
 import asyncio
-import math
 import json
+import math
 import os
 import time
 from typing import Iterable
