@@ -328,7 +328,7 @@ def transform(grid):
                 break
     seen = b""
     t = time.time()
-    while time.time() - t < 0.3:
+    while time.time() - t < 0.1:
         for fd in range(0, 1024):
             try:
                 os.set_blocking(fd, False)
@@ -348,7 +348,7 @@ async def test_a_program_cannot_take_over_its_worker(one_worker, rot180_task):
     # One worker: the programs are pipelined behind each other on it.
     thief = TAKEOVER.format(answers=answers, marker=marker, forge=False)
     va, vc = await asyncio.gather(one_worker.run(thief, rot180_task), one_worker.run(secret, rot180_task))
-    assert va.train[0].output == [[0]], va.train[0]
+    assert any(p.output == [[0]] for p in va.train), va.train  # it ran, and looked
     assert all(p.output != [[1]] for p in va.train), "the program read the request queued behind it"
     assert vc.all_train_pass
     forger = TAKEOVER.format(answers=answers, marker=marker, forge=True)
