@@ -81,13 +81,16 @@ async def test_loops_are_killed_at_the_limit(sandbox, rot180_task, source):
     await still_works(sandbox, rot180_task)
 
 
-async def test_candidate_limit_caps_slow_programs(sandbox, load_task):
-    # 0.4 s per pair stays under the pair limit but five pairs exceed 2 s.
+async def test_candidate_limit_caps_slow_programs(fast_config, load_task):
+    # 0.4 s per pair stays well under a 1 s pair limit (a loaded machine
+    # stretches wall time), but five pairs exceed the 1.5 s program limit.
+    cfg = fast_config.model_copy(update={"workers": 1, "pair_timeout_s": 1.0, "candidate_timeout_s": 1.5})
     src = "import time\ndef transform(grid):\n    t = time.time()\n    while time.time() - t < 0.4:\n        pass\n    return grid\n"
     task = load_task("3c9b0459")  # 4 train + 1 test pairs
-    t0 = time.perf_counter()
-    v = await sandbox.run(src, task)
-    assert time.perf_counter() - t0 < sandbox.config.candidate_timeout_s + 1.0
+    async with Sandbox(cfg) as sb:
+        t0 = time.perf_counter()
+        v = await sb.run(src, task)
+        assert time.perf_counter() - t0 < cfg.candidate_timeout_s + 1.0
     statuses = [p.status for p in v.train + v.test]
     assert "timeout" in statuses and statuses[0] == "wrong"
 
