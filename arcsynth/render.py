@@ -7,7 +7,7 @@ plain form writes one digit per cell, which survives pipes, logs and diffs.
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable
 
 from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.panel import Panel
@@ -21,7 +21,9 @@ from arcsynth.task import Pair, Task
 __all__ = [
     "CELL_STYLES",
     "grid_plain_lines",
+    "grid_diff",
     "grid_text",
+    "grids_row",
     "render_task",
     "render_task_plain",
     "side_by_side",
@@ -31,6 +33,9 @@ __all__ = [
 
 CELL_STYLES = tuple(Style(bgcolor=c) for c in PALETTE)
 """Rich style per colour index: the cell's background in the ARC palette."""
+
+_WRONG = Style(color="white", bold=True)
+"""How a wrong cell is marked over its produced colour."""
 
 
 def grid_text(grid: Grid, cell_width: int = 2) -> Text:
@@ -142,3 +147,74 @@ class TaskView:
 def render_task(task: Task, *, show_test_outputs: bool = True) -> RenderableType:
     """The whole task for a rich console: one panel per pair, input and output side by side."""
     return TaskView(task, show_test_outputs=show_test_outputs)
+
+
+# ---------------------------------------------------------------------------------------
+# Expected | produced | diff rows (show, verify, the viewer)
+
+
+def grid_diff(expected: Any, produced: Any) -> list[list[bool]] | None:
+    """True where ``produced`` differs from ``expected``; None when the shapes differ."""
+    if not expected or not produced or len(expected) != len(produced):
+        return None
+    if any(len(a) != len(b) for a, b in zip(expected, produced)):
+        return None
+    return [[x != y for x, y in zip(ra, rb)] for ra, rb in zip(expected, produced)]
+
+
+def _grid_block(grid: Any, plain: bool, diff: Any = None, cell_width: int = 2) -> RenderableType | list[str]:
+    """A grid: coloured cells on a terminal, digits in plain text; wrong cells marked x / ×."""
+    if grid is None:
+        return ["(none)"] if plain else Text("(none)", style="dim")
+    if plain:
+        return ["".join("x" if diff is not None and diff[r][c] else str(int(v)) for c, v in enumerate(row))
+                for r, row in enumerate(grid)]
+    text = Text(no_wrap=True, overflow="ignore")
+    blank, mark = " " * cell_width, "×" * cell_width
+    for r, row in enumerate(grid):
+        if r:
+            text.append("\n")
+        for c, v in enumerate(row):
+            wrong = diff is not None and diff[r][c]
+            text.append(mark if wrong else blank, CELL_STYLES[int(v)] + _WRONG if wrong else CELL_STYLES[int(v)])
+    return text
+
+
+def _grid_label(label: str, grid: Any) -> str:
+    return label + (f" {len(grid)}x{len(grid[0]) if grid else 0}" if grid else "")
+
+
+class GridsRow:
+    """Labelled grids side by side, with narrower cells or one under another when the console is narrow."""
+
+    def __init__(self, items: list[tuple[str, Any, Any]]):
+        self.items = items
+
+    def __rich_console__(self, console: Console, options: Any) -> Any:
+        def width(cell: int) -> int:
+            return sum(max(cell * (len(g[0]) if g else 6), len(_grid_label(lab, g))) + 3 for lab, g, _ in self.items)
+
+        cell = 2 if width(2) <= options.max_width else 1
+        stacked = width(cell) > options.max_width
+        table = Table(box=None, show_edge=False, pad_edge=False, padding=(0, 3, 0, 0), show_header=not stacked)
+        if stacked:
+            table.add_column(no_wrap=True)
+            for lab, g, d in self.items:
+                table.add_row(Text(_grid_label(lab, g), style="bold"))
+                table.add_row(_grid_block(g, False, d, cell))  # type: ignore[arg-type]
+        else:
+            for lab, g, _ in self.items:
+                table.add_column(_grid_label(lab, g), no_wrap=True)
+            table.add_row(*[_grid_block(g, False, d, cell) for _, g, d in self.items])  # type: ignore[misc]
+        yield table
+
+
+def grids_row(items: Iterable[tuple[str, Any, Any]], plain: bool) -> RenderableType | list[str]:
+    """Labelled grids side by side: ``(label, grid, diff)`` each."""
+    items = list(items)
+    if plain:
+        return side_by_side([[_grid_label(label, grid), *_grid_block(grid, True, diff)] for label, grid, diff in items],  # type: ignore[misc]
+                            gap="   ")
+    return GridsRow(items)
+
+

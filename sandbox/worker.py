@@ -196,6 +196,7 @@ _nd_min = np.ndarray.min
 _nd_max = np.ndarray.max
 _nd_tobytes = np.ndarray.tobytes
 _nd_astype = np.ndarray.astype
+_nd_tolist = np.ndarray.tolist
 _np_array = np.array
 _list_copy = list.copy
 _tuple_iter = tuple.__iter__
@@ -250,7 +251,14 @@ def _cells(out: object) -> tuple[int, int, bytes] | str:
         return f"grid has {h} rows; each side must be 1..{P.MAX_SIDE}"
     grid = []
     for r, row in enumerate(rows):
-        items = _items(row)
+        if type(row) is np.ndarray:
+            # `[row[::-1] for row in grid]` over an array input: a list of 1-D integer
+            # arrays, converted by value (exact type only, so no overridden method runs).
+            if row.ndim != 1 or row.dtype.kind not in "iu":  # type: ignore[union-attr]
+                return f"row {r} is an array of {row.ndim} dimension(s) and dtype {row.dtype}, not a row of integers"  # type: ignore[union-attr]
+            items = _nd_tolist(row)
+        else:
+            items = _items(row)
         if items is None:
             return f"row {r} is {type(row).__name__}, not a list"
         grid.append(items)

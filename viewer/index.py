@@ -34,14 +34,20 @@ import json
 import os
 import socket
 import sqlite3
+import sys
 import threading
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
 from agent.trace import PROGRAM_STATUSES, TRACE_VERSION, TraceDecoder, TraceError, program_status
+from arcsynth.render import grid_diff
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10 only
+    import tomli as tomllib
 
 __all__ = [
     "INDEX_NAME", "PROGRAM_STATUSES", "TASK_STATUSES", "AttemptView", "CandidateDetail", "CandidateSummary",
@@ -306,14 +312,6 @@ def _pid_alive(pid: int) -> bool:
     except OSError:
         return False
     return True
-
-
-def _grid_diff(expected: Any, produced: Any) -> list[list[bool]] | None:
-    if not expected or not produced or len(expected) != len(produced):
-        return None
-    if any(len(a) != len(b) for a, b in zip(expected, produced)):
-        return None
-    return [[x != y for x, y in zip(ra, rb)] for ra, rb in zip(expected, produced)]
 
 
 def _as_list(grid: Any) -> list[list[int]] | None:
@@ -1093,7 +1091,7 @@ class RunIndex:
                         exp = outs[i] if i < len(outs) else None
                     produced = pv.get("output")
                     pairs.append(PairView(kind, i, inp, exp, produced, pv.get("status", "?"), pv.get("cell_accuracy"),
-                                          pv.get("error"), _grid_diff(exp, produced)))
+                                          pv.get("error"), grid_diff(exp, produced)))
         return CandidateDetail(
             summary=self._summary(program_id, prog, comp, verdict),
             source=getattr(prog_ev, "source", None), completion=getattr(comp_ev, "text", None),

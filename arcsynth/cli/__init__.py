@@ -6,13 +6,49 @@ inside their functions so that `arcsynth --help` and `arcsynth tasks` start fast
 
 from __future__ import annotations
 
+from typing import Optional
+
 import typer
+import typer.core
+
+from arcsynth import __version__
+
+# Typer >= 0.2x prints a value type after every option, flags included
+# ("--json <bool>"), which reads as if the flag took a value. A flag takes none.
+_display_type_rich = typer.core.TyperOption.display_type_rich
+
+
+def _flag_type_hidden(self: typer.core.TyperOption, ctx):  # type: ignore[no-untyped-def]
+    return None if self.is_flag else _display_type_rich(self, ctx)
+
+
+typer.core.TyperOption.display_type_rich = _flag_type_hidden  # type: ignore[method-assign]
+
+# `-h` as well as `--help`, inherited by every subcommand's context.
+CONTEXT = {"help_option_names": ["-h", "--help"]}
 
 app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
+    context_settings=CONTEXT,
+    rich_markup_mode="markdown",
     help="arcsynth: solve ARC-AGI tasks by program synthesis with open-weights models.",
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"arcsynth {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Optional[bool] = typer.Option(
+        None, "--version", "-V", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """arcsynth: solve ARC-AGI tasks by program synthesis with open-weights models."""
 
 
 def _register() -> None:

@@ -63,7 +63,7 @@ def run_replay(source: Path, out: Optional[Path], *, argv: list[str], live: bool
 
 def replay(
     run_dir: Path = typer.Argument(..., help="A run directory written by `arcsynth solve`.", show_default=False),
-    out: Optional[Path] = typer.Option(None, "--out", help="New run directory for the replay. Default: <out_root>/<name>-replay-<YYYYmmdd-HHMMSS>."),
+    out: Optional[Path] = typer.Option(None, "--out", help="New run directory for the replay. Default: OUT_ROOT/NAME-replay-YYYYmmdd-HHMMSS."),
 ) -> None:
     """Re-run a recorded run on its recorded completions; report any difference in results."""
     console = stdout_console()

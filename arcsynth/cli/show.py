@@ -14,19 +14,17 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
 
 import typer
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, RenderableType
 from rich.markup import escape
 from rich.panel import Panel
-from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
 from arcsynth.cli.common import fail
-
-_WRONG = Style(color="white", bold=True)
+from arcsynth.render import grids_row
 
 RUN_DIR_HELP = "A run directory written by `arcsynth solve` (it holds trace.jsonl)."
 
@@ -62,72 +60,12 @@ def status_line(counts: dict[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in counts.items() if v) or "none"
 
 
-def _grid_block(grid: Any, plain: bool, diff: Any = None, cell_width: int = 2) -> RenderableType | list[str]:
-    """A grid: coloured cells on a terminal, digits in plain text; wrong cells marked x / ×."""
-    from arcsynth.render import CELL_STYLES
-
-    if grid is None:
-        return ["(none)"] if plain else Text("(none)", style="dim")
-    if plain:
-        return ["".join("x" if diff is not None and diff[r][c] else str(int(v)) for c, v in enumerate(row))
-                for r, row in enumerate(grid)]
-    text = Text(no_wrap=True, overflow="ignore")
-    blank, mark = " " * cell_width, "×" * cell_width
-    for r, row in enumerate(grid):
-        if r:
-            text.append("\n")
-        for c, v in enumerate(row):
-            wrong = diff is not None and diff[r][c]
-            text.append(mark if wrong else blank, CELL_STYLES[int(v)] + _WRONG if wrong else CELL_STYLES[int(v)])
-    return text
-
-
-def _label(label: str, grid: Any) -> str:
-    return label + (f" {len(grid)}x{len(grid[0]) if grid else 0}" if grid else "")
-
-
-class GridsRow:
-    """Labelled grids side by side, with narrower cells or one under another when the console is narrow."""
-
-    def __init__(self, items: list[tuple[str, Any, Any]]):
-        self.items = items
-
-    def __rich_console__(self, console: Console, options: Any) -> Any:
-        def width(cell: int) -> int:
-            return sum(max(cell * (len(g[0]) if g else 6), len(_label(lab, g))) + 3 for lab, g, _ in self.items)
-
-        cell = 2 if width(2) <= options.max_width else 1
-        stacked = width(cell) > options.max_width
-        table = Table(box=None, show_edge=False, pad_edge=False, padding=(0, 3, 0, 0), show_header=not stacked)
-        if stacked:
-            table.add_column(no_wrap=True)
-            for lab, g, d in self.items:
-                table.add_row(Text(_label(lab, g), style="bold"))
-                table.add_row(_grid_block(g, False, d, cell))  # type: ignore[arg-type]
-        else:
-            for lab, g, _ in self.items:
-                table.add_column(_label(lab, g), no_wrap=True)
-            table.add_row(*[_grid_block(g, False, d, cell) for _, g, d in self.items])  # type: ignore[misc]
-        yield table
-
-
-def grids_row(items: Iterable[tuple[str, Any, Any]], plain: bool) -> RenderableType | list[str]:
-    """Labelled grids side by side: ``(label, grid, diff)`` each."""
-    items = list(items)
-    if plain:
-        from arcsynth.render import side_by_side
-
-        return side_by_side([[_label(label, grid), *_grid_block(grid, True, diff)] for label, grid, diff in items],  # type: ignore[misc]
-                            gap="   ")
-    return GridsRow(items)
-
-
 class Out:
     """Prints renderables on a terminal, or their plain-text form in a pipe."""
 
     def __init__(self, plain: bool):
         self.plain = plain
-        self.console = Console(highlight=False, soft_wrap=plain, no_color=plain, width=None if not plain else 200)
+        self.console = Console(highlight=False, soft_wrap=plain, no_color=plain, width=None if not plain else 200, emoji=False)
 
     def line(self, text: str = "", style: str = "") -> None:
         if self.plain:

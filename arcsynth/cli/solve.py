@@ -235,7 +235,7 @@ async def _cancel_stragglers() -> None:
 
 async def execute_run(
     cfg: Any, rd: Any, tasks: list[Any], *, argv: list[str], resumed: bool, dataset_name: str, live: bool,
-    backend: Any = None,
+    backend: Any = None, data: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Start backend and sandbox, solve the tasks not done yet, write summary and submission.
 
@@ -281,6 +281,7 @@ async def execute_run(
             rd.write_provenance(collect_provenance(
                 config_hash=chash, seed=cfg.seed, argv=argv, backend=backend,
                 sandbox_layers=list(getattr(sb, "layers", []) or []), started_at=started_at, resumed=resumed,
+                data=data,
             ))
             recorder.emit(RunStart(run_id=rd.run_id, config_hash=chash, resumed=resumed, task_ids=[t.id for t in tasks],
                                    pid=os.getpid(), host=socket.gethostname()))
@@ -319,6 +320,7 @@ def run_solve(
     """The whole of ``arcsynth solve``; raises SolveFailure for every user-facing error."""
     from agent.config import ConfigError, config_hash, config_to_toml, load_config, parse_config
     from agent.rundir import RecordError, RunDir, RunDirError, default_run_dir
+    from arcsynth.datasets import data_provenance
 
     try:
         if resume is not None:
@@ -358,6 +360,7 @@ def run_solve(
     try:
         summary = asyncio.run(execute_run(
             cfg, rd, tasks, argv=argv, resumed=resume is not None, dataset_name=dataset.name, live=live,
+            data=data_provenance(dataset, tasks),
         ))
     except RecordError as e:
         raise SolveFailure(
@@ -378,7 +381,7 @@ def run_solve(
 def solve(
     config: Optional[Path] = typer.Argument(None, help="Run config TOML (see runs/quickstart.toml). Optional with --resume.", show_default=False),
     overrides: Optional[list[str]] = typer.Argument(None, help="Config overrides key.path=value, e.g. sampling.temperature=0.8 data.limit=5.", show_default=False),
-    out: Optional[Path] = typer.Option(None, "--out", help="Run directory to create (must be new or empty). Default: <out_root>/<name>-<YYYYmmdd-HHMMSS>."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run directory to create (must be new or empty). Default: OUT_ROOT/NAME-YYYYmmdd-HHMMSS."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this directory with its own config; finished tasks are not redone."),
 ) -> None:
     """Solve ARC tasks: sample programs, verify them in the sandbox, refine, vote."""

@@ -7,9 +7,10 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from arcsynth.cli.common import fail
+from arcsynth.cli.common import DATASET_HELP, fail
 from arcsynth.datasets import Dataset, DatasetError, UnknownTaskError, load_dataset, select_tasks
 from arcsynth.grid import shape_str
 from arcsynth.render import render_task, render_task_plain
@@ -18,11 +19,7 @@ from arcsynth.task import Task, TaskFormatError
 app = typer.Typer(no_args_is_help=True, help="List the tasks of a dataset, or draw one task's grids.")
 
 
-DATASET_HELP = (
-    "Dataset: arc1:train, arc1:eval, arc2:train, arc2:eval, kaggle2024:train|eval, kaggle2025:train|eval, "
-    "a directory of task .json files, a task .json file, or a Kaggle *_challenges.json file."
-)
-SOLUTIONS_HELP = "Kaggle *_solutions.json with the test outputs (default: the one next to a *_challenges.json file)."
+SOLUTIONS_HELP = "Kaggle `*_solutions.json` with the test outputs (default: the one next to a `*_challenges.json` file)."
 LENIENT_HELP = "Skip invalid tasks (reported on stderr) instead of stopping at the first one."
 PLAIN_HELP = "Print digits instead of coloured cells (the default when stdout is not a terminal)."
 
@@ -78,14 +75,14 @@ def list_tasks(
         }
         typer.echo(json.dumps(out))
         return
-    console = Console()
+    console = Console(emoji=False)  # no emoji: ":train:" in "arc1:train:" is a picture code
     if plain or not console.is_terminal:
         for t in tasks:
             train, test = _sizes(t)
             typer.echo(f"{t.id}  {len(t.train)} train  {len(t.test)} test  train {train}  test {test}")
         typer.echo(f"# {len(tasks)} of {len(ds)} tasks in {ds.name}")
         return
-    table = Table(title=f"{ds.name}: {len(tasks)} of {len(ds)} tasks")
+    table = Table(title=escape(f"{ds.name}: {len(tasks)} of {len(ds)} tasks"))
     for col in ("task", "train", "test", "train sizes (in->out)", "test input sizes"):
         table.add_column(col)
     for t in tasks:
@@ -110,7 +107,7 @@ def show_task(
     except UnknownTaskError as e:
         bad = [err for err in ds.errors if err.task_id == task_id]
         fail(str(bad[0]) if bad else str(e))
-    console = Console()
+    console = Console(emoji=False)  # no emoji: ":train:" in "arc1:train:" is a picture code
     if plain or not console.is_terminal:
         typer.echo(render_task_plain(task, show_test_outputs=not hide_test_outputs), nl=False)
     else:

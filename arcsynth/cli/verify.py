@@ -3,22 +3,32 @@
 from __future__ import annotations
 
 import json
+import re
+import sys
 from pathlib import Path
 
 import typer
 
-from arcsynth.cli.common import fail, stdout_console
+from arcsynth.cli.common import DATASET_HELP, fail
+
+
+# Exit statuses, for scripts: documented in the command's help and the README.
+EXIT_PASS, EXIT_FAIL = 0, 1
 
 
 def verify(
     program: Path = typer.Argument(..., help="Python file defining transform(grid)."),
-    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset: arc1:train, arc1:eval, arc2:train, arc2:eval, a task directory, a task file or a Kaggle *_challenges.json."),
+    dataset: str = typer.Option(..., "--dataset", "-d", help=DATASET_HELP),
     task: str = typer.Option(..., "--task", "-t", help="Task id within the dataset."),
     as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON document on stdout."),
     pair_timeout: float = typer.Option(None, "--pair-timeout", help="Seconds allowed per pair (default: the sandbox default)."),
     unsafe: bool = typer.Option(False, "--unsafe", help="Run even when the machine lacks the minimum isolation layers."),
 ) -> None:
-    """Run a program file on a task's train and test inputs in the sandbox and print the verdicts."""
+    """Run a program file on a task's train and test inputs in the sandbox and print the verdicts.
+
+    Exit status: 0 when every train pair passes, 1 when some train pair is wrong, crashes
+    or times out, 2 for bad input (unreadable program, unknown dataset or task, no sandbox).
+    """
     from arcsynth.datasets import DatasetError, UnknownTaskError, load_dataset
     from arcsynth.task import TaskFormatError
     from sandbox import SandboxConfig, SandboxUnavailable, verify_program
@@ -42,31 +52,57 @@ def verify(
     doc = {"task_id": the_task.id, "program": str(program), **verdict.summary()}
     if as_json:
         typer.echo(json.dumps(doc))
-        return
-    _print_verdicts(doc)
+    else:
+        _print_verdicts(doc, the_task)
+    raise typer.Exit(EXIT_PASS if doc["all_train_pass"] else EXIT_FAIL)
 
 
-def _print_verdicts(doc: dict) -> None:
-    from rich.table import Table
-    from rich.text import Text
+def error_summary(error_type: str | None, error: str | None) -> str:
+    """'IndexError at line 2: index 100 is out of bounds' from a pair's type and traceback text.
 
-    console = stdout_console()
-    # Program texts are shown as plain Text: '[/oops]' in an error message is
-    # not Rich markup (the sandbox already wrote out control characters).
-    table = Table(title=Text(f"{doc['program']} on {doc['task_id']}"))
-    for col in ("pair", "status", "shape", "cells", "time", "error"):
-        table.add_column(col)
-    colour = {"pass": "green", "wrong": "yellow", "unchecked": "cyan"}
-    for split in ("train", "test"):
+    The sandbox's text is the candidate's own frames ('File "<candidate>", line N, in f')
+    followed by 'Type: message'; the innermost frame is where the program failed.
+    """
+    if not error_type:
+        return ""
+    lines = [ln.strip() for ln in (error or "").strip().splitlines() if ln.strip()]
+    message = lines[-1] if lines else ""
+    if message.startswith(error_type + ":"):  # the type is shown once, not twice
+        message = message[len(error_type) + 1:].strip()
+    elif message == error_type:
+        message = ""
+    frames = re.findall(r'File "<candidate>", line (\d+)', error or "")
+    where = f" at line {frames[-1]}" if frames else ""
+    return f"{error_type}{where}" + (f": {message}" if message else "")
+
+
+def _print_verdicts(doc: dict, task) -> None:  # type: ignore[no-untyped-def]
+    from arcsynth.cli.show import Out
+    from arcsynth.render import grid_diff, grids_row
+
+    # A table on a terminal, aligned plain lines in a pipe. Out shows program texts
+    # as text: '[/oops]' in an error message is not Rich markup (and the sandbox has
+    # already written out control characters).
+    out = Out(plain=not sys.stdout.isatty())
+    rows: list[list[str]] = []
+    wrong: list[tuple[str, object, object]] = []
+    for split, pairs in (("train", task.train), ("test", task.test)):
         for i, v in enumerate(doc[split]):
-            out = v["output"]
-            shape = f"{len(out)}x{len(out[0])}" if out else "-"
+            produced = v["output"]
+            shape = f"{len(produced)}x{len(produced[0])}" if produced else "-"
             if v["expected_shape"] and not v["shape_match"]:
                 shape += f" (want {v['expected_shape'][0]}x{v['expected_shape'][1]})"
             acc = f"{v['cell_accuracy']:.0%}" if v["cell_accuracy"] is not None else "-"
-            err = f"{v['error_type']}: {(v['error'] or '').strip().splitlines()[-1] if v['error'] else ''}" if v["error_type"] else ""
-            st = v["status"]
-            table.add_row(f"{split} {i}", f"[{colour.get(st, 'red')}]{st}[/]", shape, acc, f"{v['runtime_s'] * 1000:.1f} ms", Text(err))
-    console.print(table)
-    verdict = "[green]all train pairs pass[/]" if doc["all_train_pass"] else f"{doc['pairs_passed']}/{len(doc['train'])} train pairs pass"
-    console.print(f"{verdict}; isolation: {', '.join(doc['isolation'])}")
+            rows.append([f"{split} {i}", v["status"], shape, acc, f"{v['runtime_s'] * 1000:.1f} ms",
+                         error_summary(v["error_type"], v["error"])])
+            expected = pairs[i].output
+            if v["status"] == "wrong" and produced is not None and expected is not None:
+                wrong.append((f"{split} {i}", expected.tolist() if hasattr(expected, "tolist") else expected, produced))
+    out.table(f"{doc['program']} on {doc['task_id']}", ["pair", "status", "shape", "cells", "time", "error"], rows)
+    for label, expected, produced in wrong:
+        out.line(f"{label}: expected | produced | diff (x marks a wrong cell)", style="bold")
+        diff = grid_diff(expected, produced)
+        items = [("expected", expected, None), ("produced", produced, None)]
+        out.lines(grids_row(items + ([("diff", produced, diff)] if diff is not None else []), out.plain))
+    verdict = "all train pairs pass" if doc["all_train_pass"] else f"{doc['pairs_passed']}/{len(doc['train'])} train pairs pass"
+    out.line(f"{verdict}; isolation: {', '.join(doc['isolation'])}", style="green" if doc["all_train_pass"] else "")

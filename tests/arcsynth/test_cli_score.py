@@ -28,10 +28,34 @@ def test_score_plain_per_task_and_total(cli_app, runner, tmp_path, kaggle_files,
     r = runner.invoke(cli_app, ["score", str(sub), "--dataset", str(kaggle_files)])
     assert r.exit_code == 0, r.output
     lines = r.stdout.splitlines()
-    assert lines[0] == "t1  0/1  0.000  missing"
-    assert lines[1] == "t2  1/2  0.500"
-    assert lines[2].startswith(f"score 0.2500 (0.5 of 2 tasks) on {kaggle_files}")
-    assert "test outputs 1/3" in lines[2] and "1 tasks missing" in lines[2]
+    # Only the submitted task has a row; the missing one is counted in the total line.
+    assert lines[0] == "t2  1/2  0.500"
+    assert lines[1].startswith(f"score 0.2500 (0.5 of 2 tasks) on {kaggle_files}")
+    assert "test outputs 1/3" in lines[1] and "1 task missing" in lines[1] and "--show-missing" in lines[1]
+    assert "0 tasks fully solved" in lines[1]
+
+    r = runner.invoke(cli_app, ["score", str(sub), "--dataset", str(kaggle_files), "--show-missing"])
+    assert r.stdout.splitlines()[:2] == ["t1  0/1  0.000  missing", "t2  1/2  0.500"]
+
+
+def test_two_submitted_tasks_of_400_print_two_rows(cli_app, runner, tmp_path, write_json):
+    ds = load_dataset("arc1:eval")
+    a, b = ds.ids[:2]
+    sub = {t: [_att(grid_to_list(p.output), [[0]]) for p in ds.get(t).test] for t in (a, b)}
+    r = runner.invoke(cli_app, ["score", str(write_json(tmp_path / "s.json", sub)), "-d", "arc1:eval"])
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert [ln.split()[0] for ln in lines[:-1]] == [a, b]
+    assert "(2 of 400 tasks)" in lines[-1] and "398 tasks missing" in lines[-1]
+
+
+def test_a_wrong_attempts_count_names_the_submission_file(cli_app, runner, tmp_path, write_json):
+    ds = load_dataset("arc1:eval")
+    one = [t for t in ds if len(t.test) == 1][0]
+    sub = write_json(tmp_path / "sub.json", {one.id: [_att([[0]], [[0]]), _att([[0]], [[0]])]})
+    r = runner.invoke(cli_app, ["score", str(sub), "-d", "arc1:eval"])
+    assert r.exit_code == 2
+    assert str(sub) in r.stderr and one.id in r.stderr and "2 attempts entries" in r.stderr
 
 
 def test_score_json_on_real_arc1_eval(cli_app, runner, tmp_path, write_json):

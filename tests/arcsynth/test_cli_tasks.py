@@ -125,3 +125,10 @@ def test_every_option_and_argument_has_help(cli_app):
         assert cmd.help
         for param in cmd.params:
             assert getattr(param, "help", None), f"tasks {name}: {param.name} has no help"
+
+
+def test_a_train_set_title_is_not_turned_into_an_emoji(cli_app, runner):
+    # Rich reads ':train:' as the code of a train picture unless emoji are off.
+    r = runner.invoke(cli_app, ["tasks", "list", "arc1:train", "-n", "2"], env=COLOUR_ENV)
+    assert r.exit_code == 0, r.output
+    assert "arc1:train: 2 of 400 tasks" in r.stdout

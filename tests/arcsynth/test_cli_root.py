@@ -1,0 +1,69 @@
+"""The root of the `arcsynth` command line: help, version, how options read."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from arcsynth import __version__
+
+
+@pytest.mark.parametrize("flag", ["-h", "--help"])
+def test_help_at_every_level(cli_app, runner, flag):
+    for args in ([], ["verify"], ["tasks"], ["tasks", "list"], ["score"], ["solve"], ["show"], ["bench"]):
+        result = runner.invoke(cli_app, [*args, flag])
+        assert result.exit_code == 0, (args, result.output)
+        assert "Usage:" in result.output
+
+
+@pytest.mark.parametrize("flag", ["--version", "-V"])
+def test_version(cli_app, runner, flag):
+    result = runner.invoke(cli_app, [flag])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"arcsynth {__version__}"
+
+
+def test_flags_do_not_show_a_value_type_and_options_do(cli_app, runner):
+    out = runner.invoke(cli_app, ["verify", "--help"], terminal_width=200).output
+    json_line = next(line for line in out.splitlines() if "--json" in line)
+    assert "<bool>" not in json_line
+    timeout_line = next(line for line in out.splitlines() if "--pair-timeout" in line)
+    assert "<float>" in timeout_line
+
+
+def test_help_shows_no_markup_source(cli_app, runner):
+    for args in (["solve", "--help"], ["replay", "--help"], ["show", "--help"]):
+        out = runner.invoke(cli_app, args, terminal_width=200).output
+        assert "``" not in out, args
+        assert "Default: -." not in out and "OUT_ROOT" in out or args[0] == "show"
+
+
+def test_dataset_help_lists_every_builtin_dataset(cli_app, runner):
+    from arcsynth.datasets import BUILTIN_DATASETS
+
+    out = " ".join(runner.invoke(cli_app, ["verify", "--help"], terminal_width=120).output.split())
+    out = re.sub(r"[│ ]+", " ", out)
+    for name in BUILTIN_DATASETS:
+        assert name in out, name
+
+
+def test_consoles_never_turn_names_into_emoji():
+    from arcsynth.cli.common import stdout_console
+    from arcsynth.cli.show import Out
+
+    for console in (stdout_console(), Out(plain=False).console):
+        console.force_terminal = True
+        with console.capture() as cap:
+            console.print("arc1:train: 4 of 400 tasks; arc2:train:score:")
+        assert "arc1:train: 4 of 400 tasks" in cap.get()
+        assert "\N{STEAM LOCOMOTIVE}" not in cap.get() and "\N{RAILWAY CAR}" not in cap.get()
+
+
+def test_help_starts_without_heavy_imports():
+    # `arcsynth --help` must not import torch, transformers or the sandbox.
+    code = "import sys; from arcsynth.cli import app; print(sorted(m for m in ('torch', 'transformers', 'sandbox', 'textual', 'httpx') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
