@@ -15,6 +15,12 @@ DEFAULT_PAIR_TIMEOUT_S = 0.5
 # A task has up to ~10 pairs (train and test); at the pair limit on each that
 # would be 5 s of one core for a program that is merely slow everywhere.
 DEFAULT_CANDIDATE_TIMEOUT_S = 2.0
+# The limits count the program's own CPU time, which a loaded machine does not
+# stretch. Wall-clock time only backs them up, for a program that sleeps or
+# blocks instead of computing: this many times the limit, generous enough that
+# a machine with several busy processes per core never reaches it for a
+# program within its CPU limit.
+WALL_BACKSTOP_FACTOR = 10.0
 
 
 class SandboxUnavailable(RuntimeError):
@@ -28,12 +34,15 @@ class SandboxConfig(BaseModel):
 
     workers: int = Field(0, ge=0, description="Worker processes running programs in parallel; 0 = os.cpu_count().")
     pair_timeout_s: float = Field(
-        DEFAULT_PAIR_TIMEOUT_S, gt=0, description="Wall-clock limit for one pair (one call of transform), in seconds."
+        DEFAULT_PAIR_TIMEOUT_S, gt=0,
+        description="CPU-time limit for one pair (one call of transform), in seconds; a wall-clock backstop of "
+        "10x ends a program that sleeps or blocks.",
     )
     candidate_timeout_s: float = Field(
         DEFAULT_CANDIDATE_TIMEOUT_S,
         gt=0,
-        description="Wall-clock limit for one program on all pairs of a task (train and test), in seconds.",
+        description="CPU-time limit for one program on all pairs of a task (train and test, compiling included), "
+        "in seconds; a wall-clock backstop of 10x ends a program that sleeps or blocks.",
     )
     memory_mb: int = Field(1024, ge=256, description="Address-space limit of each worker process, in MiB.")
     bubblewrap: bool = Field(

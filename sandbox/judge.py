@@ -12,7 +12,7 @@ import numpy as np
 from arcsynth.grid import GridError, grids_equal, parse_grid
 from arcsynth.task import Task
 from sandbox import protocol as P
-from sandbox.config import SandboxConfig
+from sandbox.config import WALL_BACKSTOP_FACTOR, SandboxConfig
 from sandbox.pool import Exchange
 from sandbox.verdict import CandidateVerdict, PairVerdict
 
@@ -29,9 +29,12 @@ def judge(task: Task, ex: Exchange, config: SandboxConfig, layers: list[str], *,
             out.append(_failure(ex, i, failed_at, expected, config))
             continue
         r = ex.results[i]
-        if r.runtime > config.pair_timeout_s:
+        if r.error_type == "Skipped" and out and out[-1].status == "timeout":
+            # The worker stopped the program at a CPU limit on an earlier pair.
+            out.append(PairVerdict(status="timeout", error_type="Skipped", error=r.message, expected_shape=_shape(expected)))
+        elif r.runtime > config.pair_timeout_s:
             # Finished, but later than allowed (results are sent in batches).
-            msg = f"took {r.runtime:.2f} s, over the {config.pair_timeout_s:g} s pair limit"
+            msg = f"took {r.runtime:.2f} s of CPU time, over the {config.pair_timeout_s:g} s pair limit"
             out.append(PairVerdict(status="timeout", error_type="Timeout", error=msg, expected_shape=_shape(expected), runtime_s=r.runtime))
         else:
             out.append(pair_verdict(r, expected))
@@ -49,8 +52,11 @@ def _failure(ex: Exchange, i: int, failed_at: int, expected: np.ndarray | None, 
         status, etype = "timeout", "Timeout"
         if i == failed_at:
             spent = ex.elapsed - sum(r.runtime for r in ex.results)
-            limit = "the candidate limit" if ex.elapsed >= cfg.candidate_timeout_s * 0.99 else "the pair limit"
-            msg = f"no result within {limit} ({cfg.pair_timeout_s:g} s per pair, {cfg.candidate_timeout_s:g} s per program)"
+            program = ex.elapsed >= cfg.candidate_timeout_s * WALL_BACKSTOP_FACTOR * 0.99
+            limit = (f"{cfg.candidate_timeout_s * WALL_BACKSTOP_FACTOR:g} s of wall-clock time for the program" if program
+                     else f"{cfg.pair_timeout_s * WALL_BACKSTOP_FACTOR:g} s of wall-clock time for the pair")
+            msg = (f"no result within {limit} ({WALL_BACKSTOP_FACTOR:g}x the CPU limits of {cfg.pair_timeout_s:g} s per pair "
+                   f"and {cfg.candidate_timeout_s:g} s per program): the program sleeps or blocks")
             return PairVerdict(status=status, error_type=etype, error=msg, expected_shape=shape, runtime_s=max(spent, 0.0))
     elif ex.outcome == "died":
         status, etype = "error", "Crashed"
@@ -76,6 +82,8 @@ def pair_verdict(r: P.Result, expected: np.ndarray | None) -> PairVerdict:
     # and validating a 900-cell output list again costs more than the comparison.
     make = PairVerdict.model_construct
     shape = _shape(expected)
+    if r.kind == P.KIND_ERROR and r.error_type == "Timeout":  # the worker stopped it at a CPU limit
+        return make(status="timeout", error_type="Timeout", error=r.message, expected_shape=shape, runtime_s=r.runtime)
     if r.kind == P.KIND_ERROR:
         return make(status="error", error_type=r.error_type or "Error", error=r.message, expected_shape=shape, runtime_s=r.runtime)
     if r.kind == P.KIND_INVALID:

@@ -294,7 +294,7 @@ async def send(w: Worker, source: str, inputs: list, pair_timeout: float, timeou
     return nonce, len(inputs)
 
 
-async def collect(w: Worker, nonce: int, npairs: int, pair_timeout: float, candidate_timeout: float) -> Exchange:
+async def collect(w: Worker, nonce: int, npairs: int, pair_timeout: float, candidate_timeout: float, backstop: float = 1.0) -> Exchange:
     """Read one candidate's pair results and end frame, within the limits.
 
     Called when it is this candidate's turn, that is when the worker has
@@ -304,16 +304,20 @@ async def collect(w: Worker, nonce: int, npairs: int, pair_timeout: float, candi
     (1 + FLUSH_FRACTION) x ``pair_timeout`` means the pair being run is over its limit; pairs that
     finished but took longer than ``pair_timeout`` are judged from their
     reported runtime by the caller.
+
+    The limits are CPU time, which the worker enforces and reports; here they
+    are multiplied by ``backstop`` into wall-clock deadlines, which only a
+    program that sleeps or blocks (or a worker that hangs) reaches.
     """
     loop = asyncio.get_running_loop()
     flush_s = pair_timeout * FLUSH_FRACTION
     start = last = loop.time()
-    cand_deadline = start + candidate_timeout
+    cand_deadline = start + candidate_timeout * backstop
     results: list[P.Result] = []
     try:
         for i in range(npairs + 1):
-            # The end frame (gc and state check) gets a pair's limit too.
-            deadline = last + pair_timeout + flush_s
+            # The end frame gets a pair's limit too.
+            deadline = last + pair_timeout * backstop + flush_s
             if i < npairs:
                 deadline = min(deadline, cand_deadline)
             body = await _recv(loop, w, deadline)

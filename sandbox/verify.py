@@ -21,7 +21,7 @@ from typing import Iterable
 
 from arcsynth.task import Task
 from sandbox import layers as L
-from sandbox.config import SandboxConfig, SandboxUnavailable
+from sandbox.config import WALL_BACKSTOP_FACTOR, SandboxConfig, SandboxUnavailable
 from sandbox.judge import judge
 from sandbox.pool import Exchange, Host, SandboxError, Worker, WorkerDied, collect, send
 from sandbox.verdict import CandidateVerdict, PairVerdict
@@ -110,6 +110,9 @@ class Sandbox:
             # Per candidate's child: a backstop under the wall-clock limits, and
             # a bound on anything that outlives its candidate.
             "cpu_s": math.ceil(cfg.candidate_timeout_s) + 2,
+            # What the zygote holds each child's CPU time to (sandbox.worker._relay).
+            "pair_cpu_s": cfg.pair_timeout_s,
+            "program_cpu_s": cfg.candidate_timeout_s,
             "seccomp": "seccomp" not in self.disable_layers,
             "landlock": "landlock" not in self.disable_layers,
             "read_paths": L.library_paths(),
@@ -316,7 +319,9 @@ class Sandbox:
     async def _exchange(self, slot: int, source: str, inputs: list) -> Exchange:
         await self._reap_abandoned()
         cfg = self.config
-        send_timeout = 2 * cfg.candidate_timeout_s + 1.0
+        # The request waits in the pipe while the program before it runs, which
+        # may take up to the wall-clock backstop of its program limit.
+        send_timeout = WALL_BACKSTOP_FACTOR * cfg.candidate_timeout_s + 1.0
         for _attempt in range(_MAX_REQUEUES):
             w = await self._pooled_worker(slot)
             seq = w.take_seq()
@@ -330,7 +335,7 @@ class Sandbox:
                 await w.wait_turn(seq)
                 if w.dead:  # retired by the candidate before ours; our request went with it
                     continue
-                ex = await collect(w, nonce, npairs, cfg.pair_timeout_s, cfg.candidate_timeout_s)
+                ex = await collect(w, nonce, npairs, cfg.pair_timeout_s, cfg.candidate_timeout_s, WALL_BACKSTOP_FACTOR)
             except BaseException:
                 # Cancelled: our request may still run and its results would
                 # be read as someone else's, so this worker cannot be trusted.
@@ -339,6 +344,8 @@ class Sandbox:
             self._stats["busy_s"] += ex.elapsed
             # A program's own crash ends its child, not the worker (see sandbox.worker).
             self._stats["crashes"] += any(r.error_type == "Crashed" for r in ex.results)
+            # So does a program stopped at a CPU limit: the worker kills its child and goes on.
+            self._stats["timeouts"] += any(r.error_type == "Timeout" for r in ex.results)
             if ex.outcome != "ok" or ex.taint or w.used >= MAX_CANDIDATES_PER_WORKER:
                 await self._retire(slot, w, ex)
                 if ex.outcome == "died":

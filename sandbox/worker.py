@@ -31,6 +31,7 @@ import linecache
 import os
 import random
 import resource
+import select
 import signal
 import time
 import traceback
@@ -78,6 +79,21 @@ def preload() -> list[str]:
 # ---- hardening of a candidate's child, in this order ----
 
 _libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _cpu_clock(pid: int) -> int | None:
+    """The CPU-time clock id of process ``pid`` (clock_getcpuclockid), or None."""
+    clk = ctypes.c_int()
+    if _libc.clock_getcpuclockid(pid, ctypes.byref(clk)) != 0:
+        return None
+    return clk.value
+
+
+def _cpu_seconds(clock: int | None) -> float:
+    try:
+        return time.clock_gettime(clock) if clock is not None else 0.0
+    except OSError:  # the process is gone
+        return 0.0
 _PR_SET_PDEATHSIG = 1
 _PR_SET_DUMPABLE = 4
 
@@ -324,7 +340,10 @@ def run_candidate(rfd: int, wfd: int, source: str, npairs: int) -> None:
     never learns the request's nonce. End of input ends the candidate.
     """
     fn = None
-    t0 = time.perf_counter()
+    # CPU time, not wall-clock time: a busy machine (a GPU box feeding its model)
+    # stretches wall time several-fold, and a correct program must not time out
+    # for it. The child is single-threaded (seccomp forbids threads).
+    t0 = time.process_time()
     try:
         linecache.cache["<candidate>"] = (len(source), None, source.splitlines(True), "<candidate>")
         code = compile(source, "<candidate>", "exec")
@@ -341,7 +360,7 @@ def run_candidate(rfd: int, wfd: int, source: str, npairs: int) -> None:
             msg = str(e)
         else:
             msg = _describe(e)
-        dt = time.perf_counter() - t0
+        dt = time.process_time() - t0
         frames = [P.encode_failure(0, i, dt if i == 0 else 0.0, P.KIND_ERROR, etype, msg) for i in range(npairs)]
         frames.append(P.encode_end(0, npairs, ""))
         _write_all(wfd, b"".join(frames))
@@ -356,16 +375,16 @@ def run_candidate(rfd: int, wfd: int, source: str, npairs: int) -> None:
         if cells is None:
             return
         grid = np.frombuffer(bytes(cells), dtype=np.uint8).reshape(h, w).astype(np.int64)
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         try:
             out = fn(grid)
             res = _cells(out)
             out = None
         except BaseException as e:
-            dt = time.perf_counter() - t0
+            dt = time.process_time() - t0
             frame = P.encode_failure(0, i, dt, P.KIND_ERROR, type(e).__name__, _describe(e))
         else:
-            dt = time.perf_counter() - t0
+            dt = time.process_time() - t0
             if isinstance(res, str):
                 frame = P.encode_failure(0, i, dt, P.KIND_INVALID, "InvalidOutput", res)
             else:
@@ -477,7 +496,15 @@ def _describe_status(status: int) -> str:
     return f"ended (status {status})"
 
 
-def _relay(child: _Child, wfd: int, body: bytearray, nonce: int, flush_s: float, src_end: int, spans: list[tuple[int, int]]) -> None:
+# How often the zygote looks at a running child's CPU time, and the grace past a
+# limit before it kills: the child's own report (which the trusted side judges
+# against the exact limit) normally arrives first; the kill is for loops.
+_CPU_TICK_S = 0.02
+_CPU_GRACE_S = 0.1
+
+
+def _relay(child: _Child, wfd: int, body: bytearray, nonce: int, flush_s: float, src_end: int, spans: list[tuple[int, int]],
+           limits: tuple[float, float] = (0.0, 0.0)) -> None:
     """Hand the program and then each input to the child; forward its results under ``nonce``.
 
     Input i+1 goes to the child only once its frame for pair i is in, so a
@@ -488,8 +515,15 @@ def _relay(child: _Child, wfd: int, body: bytearray, nonce: int, flush_s: float,
     since the last. A child that dies, breaks a rule or writes too much gets an
     error on the pair it was on and 'Skipped' after it; nothing else it wrote
     goes further.
+
+    ``limits`` are the pair and program limits in seconds of the child's CPU
+    time (0 = none): past one, the child is killed and the pair it was on is a
+    timeout naming that limit. Compiling counts towards pair 0's CPU time here.
     """
     npairs = len(spans)
+    pair_cpu, program_cpu = limits
+    clock = _cpu_clock(child.pid) if (pair_cpu or program_cpu) else None
+    over = ""
     buf = bytearray()
     pending: list[bytes] = []
     got = given = 0
@@ -518,8 +552,20 @@ def _relay(child: _Child, wfd: int, body: bytearray, nonce: int, flush_s: float,
         _write_all(child.req_w, view[:src_end])
     except OSError:
         pass
+    cpu_start = pair_start = _cpu_seconds(clock)
     give()
     while not ended and not problem:
+        if clock is not None:
+            ready, _, _ = select.select([child.res_r], [], [], _CPU_TICK_S)
+            if not ready:
+                now_cpu = _cpu_seconds(clock)
+                if program_cpu and now_cpu - cpu_start > program_cpu + _CPU_GRACE_S:
+                    over = f"used more than {program_cpu:g} s of CPU time in all (the program limit)"
+                    break
+                if pair_cpu and now_cpu - pair_start > pair_cpu + _CPU_GRACE_S:
+                    over = f"used more than {pair_cpu:g} s of CPU time on this pair (the pair limit)"
+                    break
+                continue
         try:
             data = os.read(child.res_r, 65536)
         except OSError:
@@ -553,13 +599,14 @@ def _relay(child: _Child, wfd: int, body: bytearray, nonce: int, flush_s: float,
                 pending.append(P.encode_failure(nonce, got, r.runtime, r.kind, r.error_type, r.message))
                 got += 1
             if got == given:
+                pair_start = _cpu_seconds(clock) if clock is not None else 0.0
                 give()
         now = time.perf_counter()
         if pending and (ended or problem or now - last_flush >= flush_s):
             _write_all(wfd, b"".join(pending))
             pending.clear()
             last_flush = now
-    ended_how = child.status(kill=ended or bool(problem))
+    ended_how = child.status(kill=ended or bool(problem) or bool(over))
     view.release()
     body[:] = bytes(len(body))  # no later child's memory holds this request
     if ended:
@@ -567,7 +614,9 @@ def _relay(child: _Child, wfd: int, body: bytearray, nonce: int, flush_s: float,
             _write_all(wfd, b"".join(pending))
         return
     frames = pending
-    if problem:
+    if over:
+        etype, msg = "Timeout", f"the program {over}"
+    elif problem:
         etype = "ProtocolError"
         msg = f"the program's result frames were invalid ({problem}); did the program write to the result channel?"
     else:
@@ -602,6 +651,7 @@ def serve(spec: dict, rfd: int, wfd: int, *, uid: int | None, ruleset_fd: int | 
     is overwritten here once handed over.
     """
     z = _Zygote(spec, rfd, wfd, uid, ruleset_fd)
+    limits = (float(spec.get("pair_cpu_s") or 0.0), float(spec.get("program_cpu_s") or 0.0))
     child = _Child(z)
     while True:
         head = _read_exact(rfd, 4)
@@ -611,7 +661,7 @@ def serve(spec: dict, rfd: int, wfd: int, *, uid: int | None, ruleset_fd: int | 
             os._exit(0)
         nonce, flush_s, src_end, spans = P.request_layout(body)
         P.set_request_nonce(body, 0)
-        _relay(child, wfd, body, nonce, flush_s, src_end, spans)
+        _relay(child, wfd, body, nonce, flush_s, src_end, spans, limits)
         if once:
             os._exit(0)
         child = _Child(z)

@@ -21,7 +21,8 @@ def verify(
     dataset: str = typer.Option(..., "--dataset", "-d", help=DATASET_HELP),
     task: str = typer.Option(..., "--task", "-t", help="Task id within the dataset."),
     as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON document on stdout."),
-    pair_timeout: float = typer.Option(None, "--pair-timeout", help="Seconds allowed per pair (default: the sandbox default)."),
+    pair_timeout: float = typer.Option(None, "--pair-timeout", help="Seconds of CPU time allowed per pair (default: 0.5)."),
+    program_timeout: float = typer.Option(None, "--program-timeout", help="Seconds of CPU time allowed for the whole program on every pair, compiling included (default: 2)."),
     unsafe: bool = typer.Option(False, "--unsafe", help="Run even when the machine lacks the minimum isolation layers."),
 ) -> None:
     """Run a program file on a task's train and test inputs in the sandbox and print the verdicts.
@@ -44,8 +45,14 @@ def verify(
     overrides = {"unsafe": unsafe}
     if pair_timeout is not None:
         overrides["pair_timeout_s"] = pair_timeout
+    if program_timeout is not None:
+        overrides["candidate_timeout_s"] = program_timeout
     try:
-        verdict = verify_program(source, the_task, SandboxConfig(**overrides), check_test=True)
+        sandbox_config = SandboxConfig(**overrides)
+    except ValueError as e:  # pydantic's ValidationError: a limit <= 0
+        fail(f"bad limit: {'; '.join(str(x['msg']) for x in e.errors())}" if hasattr(e, "errors") else str(e))
+    try:
+        verdict = verify_program(source, the_task, sandbox_config, check_test=True)
     except SandboxUnavailable as e:
         fail(str(e))
 

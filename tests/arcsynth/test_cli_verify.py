@@ -103,3 +103,21 @@ def test_rows_returned_as_numpy_arrays_are_read_by_value(cli_app, runner, tmp_pa
     result = runner.invoke(cli_app, ["verify", str(_write(tmp_path, rows)), "-d", "arc1:train", "-t", "3c9b0459", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["all_train_pass"] is True
+
+
+def test_a_slow_correct_program_passes_with_a_larger_program_limit(cli_app, runner, tmp_path):
+    # ~0.6 s of CPU per pair: over the default 2 s program limit on 5 pairs, within 30 s.
+    slow = ("import time\nimport numpy as np\n\ndef transform(grid):\n    t = time.process_time()\n"
+            "    while time.process_time() - t < 0.6:\n        pass\n    return np.rot90(grid, 2)\n")
+    prog = str(_write(tmp_path, slow))
+    base = ["verify", prog, "-d", "arc1:train", "-t", "3c9b0459", "--json", "--pair-timeout", "5"]
+    r = runner.invoke(cli_app, base)
+    assert r.exit_code == 1
+    doc = json.loads(r.stdout)
+    failed = next(p for p in doc["train"] + doc["test"] if p["status"] == "timeout")
+    assert "program limit" in failed["error"]
+    r = runner.invoke(cli_app, base + ["--program-timeout", "30"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["all_train_pass"] is True
+    r = runner.invoke(cli_app, base + ["--program-timeout", "0"])
+    assert r.exit_code == 2 and "bad limit" in r.stderr

@@ -134,7 +134,7 @@ async def test_unsafe_mode_runs_with_processes_and_rlimits_only(rot180_task, fas
         # What is left still holds: limits on time and memory, a crash costs one candidate.
         t0 = time.perf_counter()
         v = await sb.run("def transform(grid):\n    while True:\n        pass\n", rot180_task)
-        assert v.train[0].status == "timeout" and time.perf_counter() - t0 < 2.0
+        assert v.train[0].status == "timeout" and time.perf_counter() - t0 < 5.0
         v = await sb.run("import numpy as np\ndef transform(grid):\n    return np.ones((100000, 100000))\n", rot180_task)
         assert "Memory" in v.train[0].error_type
         v = await sb.run(ROT180, rot180_task)
