@@ -31,6 +31,23 @@ __all__ = [
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
+def check_base_url(value: str) -> str:
+    """``value`` as an http(s) URL (a bare 'host:port' gets 'http://'); ValueError saying what is wrong."""
+    from urllib.parse import urlsplit
+
+    url = value.strip()
+    if "://" not in url and re.fullmatch(r"[A-Za-z0-9.\-]+:\d+(/.*)?|\[[0-9a-fA-F:]+\]:\d+(/.*)?", url):
+        url = "http://" + url
+    parts = urlsplit(url)
+    try:
+        port_ok = parts.port is None or 0 < parts.port < 65536
+    except ValueError:
+        port_ok = False
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok or any(c.isspace() for c in url):
+        raise ValueError("must be an http(s) URL such as 'http://127.0.0.1:8000/v1'")
+    return url
+
+
 class ModelConfig(BaseModel):
     """Which model answers the prompts, and how to reach it (the ``[model]`` table of a run config)."""
 
@@ -88,9 +105,16 @@ class ModelConfig(BaseModel):
     @field_validator("api_key_env")
     @classmethod
     def _check_env_name(cls, value: Optional[str]) -> Optional[str]:
+        if value == "":  # `model.api_key_env=''` on the command line: a keyless local server
+            return None
         if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
             raise ValueError(f"api_key_env must be the NAME of an environment variable (letters, digits, _), not {value!r}")
         return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, value: Optional[str]) -> Optional[str]:
+        return None if value is None else check_base_url(value)
 
     @model_validator(mode="after")
     def _check_backend_fields(self) -> "ModelConfig":

@@ -102,6 +102,9 @@ class TransformersBackend:
             # A local folder must never wait on the hub: offline, from_pretrained fails fast.
             os.environ["HF_HUB_OFFLINE"] = "1"
             return local
+        if self.model_id.startswith(("/", "./", "../", "~")) or self.model_id.count("/") > 1:
+            # Hub ids are 'name' or 'org/name': this was meant as a local folder.
+            raise BackendError(f"model folder {self.model_id!r} does not exist")
         return self.model_id  # a hub id: resolved from the local Hugging Face cache or the hub
 
     def _hub_reachable_or_raise(self, reason: Exception) -> None:

@@ -35,10 +35,14 @@ _MAX_TOPUP_ROUNDS = 64
 
 
 def normalise_base_url(url: str) -> str:
-    """API root ending in the version path; a bare ``http://host:port`` gets ``/v1``."""
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise BackendError(f"base_url {url!r} is not an http(s) URL like 'http://127.0.0.1:8000/v1'")
+    """API root ending in the version path; ``http://host:port`` gets ``/v1``, a bare ``host:port`` ``http://`` too."""
+    from agent.backends import check_base_url
+
+    try:
+        url = check_base_url(url)
+    except ValueError as e:
+        raise BackendError(f"base_url {url!r} {e}") from None
+    parts = urlsplit(url)
     path = parts.path.rstrip("/") or "/v1"
     return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 

@@ -28,14 +28,18 @@ from arcsynth.cli.common import EXIT_BAD_INPUT, fail, stdout_console
 EXIT_RECORD_FAILED = 3
 """The run record could not be written (disk full, read-only): the run stopped."""
 EXIT_INTERRUPTED = 130
+EXIT_ALL_TASKS_FAILED = 1
+"""Every task of the run ended in an error (a dead server, a failing backend): nothing was solved."""
 
 
 class SolveFailure(Exception):
     """A run cannot start or go on; ``code`` is the exit status."""
 
-    def __init__(self, message: str, code: int = EXIT_BAD_INPUT):
+    def __init__(self, message: str, code: int = EXIT_BAD_INPUT, *, before_start: bool = False):
         super().__init__(message)
         self.code = code
+        self.before_start = before_start
+        """Nothing ran (the sandbox or the backend could not start): there is nothing to resume."""
 
 
 # ---------------------------------------------------------------------------------------
@@ -269,13 +273,13 @@ async def execute_run(
             try:
                 sb = await stack.enter_async_context(Sandbox(cfg.sandbox))
             except SandboxUnavailable as e:
-                raise SolveFailure(f"sandbox: {e}") from None
-            if backend is None:
-                backend = make_backend(cfg.model)
+                raise SolveFailure(f"sandbox: {e}", before_start=True) from None
             try:
+                if backend is None:
+                    backend = make_backend(cfg.model)
                 await backend.start()
             except BackendError as e:
-                raise SolveFailure(f"model backend '{cfg.model.backend}' cannot serve: {e}") from None
+                raise SolveFailure(f"model backend '{cfg.model.backend}' cannot serve: {e}", before_start=True) from None
             stack.push_async_callback(backend.close)
             backend = TokenCountRecorder(backend, recorder.emit)
             rd.write_provenance(collect_provenance(
@@ -344,6 +348,7 @@ def run_solve(
         raise SolveFailure(str(e)) from None
 
     dataset, tasks = select_run_tasks(cfg)
+    created_here = resume is None and (out is None or not out.exists())
     try:
         if resume is None:
             rd = RunDir.create(out if out is not None else default_run_dir(cfg.out_root, cfg.name))
@@ -371,11 +376,36 @@ def run_solve(
     except KeyboardInterrupt:
         raise SolveFailure(f"interrupted; continue with: arcsynth solve --resume {rd.path}", code=EXIT_INTERRUPTED) from None
     except SolveFailure as e:
+        if e.before_start and resume is None:
+            # Nothing ran: a directory holding only the config would be a run to
+            # 'resume' that never started. Remove what this command wrote.
+            _remove_unstarted(rd.path, whole=created_here)
+            raise SolveFailure(f"{e}\n(nothing ran; the run directory {rd.path} was removed)", e.code) from None
         raise SolveFailure(f"{e}\n(run directory {rd.path} is kept; continue it with: arcsynth solve --resume {rd.path})", e.code) from None
     console.print(_summary_table(summary, rd.path))
     console.print(escape(f"what each task and program did: arcsynth show {rd.path} [TASK_ID]"))
     console.print(escape(f"run directory: {rd.path}"))
+    results = rd.read_results()
+    if results and all(r.get("status") == "error" for r in results.values()):
+        # A run that produced nothing must not look like one that did (scripts, CI).
+        reasons = sorted({str(r.get("stop_reason")) for r in results.values()})
+        raise SolveFailure(
+            f"every task ended in an error, e.g. {reasons[0]}; fix the cause, then retry them with: "
+            f"arcsynth solve --resume {rd.path}",
+            code=EXIT_ALL_TASKS_FAILED,
+        )
     return RunOutcome(rd.path, summary)
+
+
+def _remove_unstarted(path: Path, *, whole: bool) -> None:
+    """Remove a run directory this command created and in which no task started."""
+    import shutil
+
+    if whole:
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    for child in path.iterdir():  # an empty --out directory given by the user stays
+        shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
 
 
 def solve(

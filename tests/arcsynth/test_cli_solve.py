@@ -86,7 +86,30 @@ def test_backend_that_cannot_serve_is_a_clear_error(tmp_path):
     r = cli(cfg, "--out", tmp_path / "run")
     assert r.exit_code == 2, r.output
     assert "model backend 'replay' cannot serve" in r.output and "no trace.jsonl" in r.output
-    assert "--resume" in r.output and "Traceback" not in r.output
+    # Nothing ran: no directory is left behind, and nothing suggests resuming it.
+    assert "--resume" not in r.output and "Traceback" not in r.output
+    assert "nothing ran" in r.output and not (tmp_path / "run").exists()
+
+
+def test_an_empty_out_directory_given_by_the_user_stays_empty_after_a_failed_start(tmp_path):
+    cfg = write(tmp_path, '[data]\ntasks = ["66e6c45b"]\n[model]\nbackend = "openai"\nbase_url = "127.0.0.1:9"\n')
+    (tmp_path / "run").mkdir()
+    r = cli(cfg, "--out", tmp_path / "run")
+    assert r.exit_code == 2, r.output
+    assert "unreachable" in r.output and "Traceback" not in r.output
+    assert (tmp_path / "run").is_dir() and not any((tmp_path / "run").iterdir())
+
+
+def test_bad_model_settings_are_config_errors_not_tracebacks(tmp_path):
+    cfg = write(tmp_path, '[data]\ntasks = ["66e6c45b"]\n[model]\nbackend = "openai"\nbase_url = "http://127.0.0.1:9/v1"\napi_key_env = "SOME_KEY"\n')
+    r = cli(cfg, "model.base_url=notaurl", "--out", tmp_path / "a")
+    assert r.exit_code == 2 and "model.base_url: must be an http(s) URL" in r.output and "Traceback" not in r.output
+    # '' unsets the key: a keyless local server (here unreachable, which is the next thing said).
+    r = cli(cfg, "model.api_key_env=", "--out", tmp_path / "b")
+    assert r.exit_code == 2 and "unreachable" in r.output and "api_key_env" not in r.output
+    r = cli(cfg, "model.backend=transformers", "model.model=./no/such/folder", "--out", tmp_path / "c")
+    assert r.exit_code == 2 and "model folder './no/such/folder' does not exist" in r.output
+    assert not any((tmp_path / d).exists() for d in "abc")
 
 
 def test_a_run_writes_its_directory_and_prints_a_summary(recorded, tmp_path):
@@ -149,3 +172,14 @@ def test_error_text_that_looks_like_markup_is_printed_verbatim(tmp_path):
     cfg = write(tmp_path, 'name = "a[/b]"\n')
     r = cli(cfg, "--out", tmp_path / "run")
     assert r.exit_code == 2 and 'name: must not contain' in r.output and 'a[/b]' in r.output
+
+
+def test_a_run_in_which_every_task_failed_exits_non_zero(recorded, tmp_path):
+    # Replayed with other prompts, every request asks for completions the recorded
+    # run never made: each task ends in an error, and so must the command.
+    cfg = replay_toml(tmp_path, recorded)
+    r = cli(cfg, "prompt.show_test_inputs=false", "--out", tmp_path / "run")
+    assert r.exit_code == 1, r.output
+    assert "every task ended in an error" in r.output and "--resume" in r.output
+    results = list((tmp_path / "run" / "results").glob("*.json"))
+    assert results and all('"status": "error"' in p.read_text() or '"status":"error"' in p.read_text() for p in results)
