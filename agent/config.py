@@ -39,6 +39,7 @@ __all__ = [
     "config_to_toml",
     "load_config",
     "parse_config",
+    "resolve_environment",
 ]
 
 
@@ -77,6 +78,12 @@ class PromptConfig(_Strict):
     max_prompt_tokens: int = Field(6000, ge=256, description="Prompts are shrunk (fewer examples, shorter feedback) to fit this many tokens; a task whose smallest prompt does not fit is skipped.")
     show_test_inputs: bool = Field(True, description="Show the test input grids in the prompt (never their outputs).")
     parents_per_prompt: int = Field(1, ge=1, description="Earlier programs shown, with their feedback, in each refinement prompt.")
+    offer_scipy: Optional[bool] = Field(
+        None,
+        description="Tell the model that scipy.ndimage may be imported. Unset = whether scipy is installed when the "
+        "run is created; the run's config.toml records the value used, so resuming or replaying it after scipy "
+        "was installed or removed builds the same prompts.",
+    )
 
 
 class BudgetConfig(_Strict):
@@ -122,6 +129,20 @@ class RunConfig(_Strict):
         if "/" in value or "\\" in value or value in (".", ".."):
             raise ValueError("must not contain '/' or '\\' (it becomes a directory name)")
         return value
+
+
+def resolve_environment(cfg: RunConfig) -> RunConfig:
+    """``cfg`` with the settings that default to what this machine has made explicit.
+
+    Called when a run is created: the written config then says what the prompts
+    were built with, and a resume or replay elsewhere builds the same ones.
+    """
+    if cfg.prompt.offer_scipy is None:
+        import importlib.util
+
+        cfg = cfg.model_copy(deep=True)
+        cfg.prompt.offer_scipy = importlib.util.find_spec("scipy") is not None
+    return cfg
 
 
 # ---------------------------------------------------------------------------------------

@@ -150,7 +150,7 @@ class TaskSearch:
         return build_first_prompt(
             self.task, encoding=p.encoding, max_prompt_tokens=p.max_prompt_tokens,
             count_tokens=self.ctx.backend.count_tokens, templates_dir=p.templates_dir,
-            shuffle_seed=shuffle_seed, show_test_inputs=p.show_test_inputs,
+            shuffle_seed=shuffle_seed, show_test_inputs=p.show_test_inputs, scipy_available=p.offer_scipy,
         )
 
     def _refine_prompt(self, chosen: list[Behaviour], shuffle_seed: int) -> Prompt:
@@ -159,7 +159,7 @@ class TaskSearch:
         return build_refine_prompt(
             self.task, parents, encoding=p.encoding, max_prompt_tokens=p.max_prompt_tokens,
             count_tokens=self.ctx.backend.count_tokens, max_parents=len(parents), templates_dir=p.templates_dir,
-            shuffle_seed=shuffle_seed, show_test_inputs=p.show_test_inputs,
+            shuffle_seed=shuffle_seed, show_test_inputs=p.show_test_inputs, scipy_available=p.offer_scipy,
         )
 
     # -- running -----------------------------------------------------------------------

@@ -32,7 +32,20 @@ def replay_config(source: Path) -> Any:
     # Keep the recorded model table for the record; only the backend and its source change.
     tree["model"]["backend"] = "replay"
     tree["model"]["replay_dir"] = str(source)
+    if tree["prompt"].get("offer_scipy") is None:
+        # A run recorded before its config said so: the prompts offered scipy exactly
+        # when it was installed then, which its provenance lists.
+        tree["prompt"]["offer_scipy"] = "scipy" in (_recorded_packages(rd) or {})
     return parse_config(tree, source=str(rd.config_path))
+
+
+def _recorded_packages(rd: Any) -> dict | None:
+    import json
+
+    try:
+        return json.loads((rd.path / "provenance.json").read_text(encoding="utf-8")).get("packages")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def run_replay(source: Path, out: Optional[Path], *, argv: list[str], live: bool, console: Any) -> list[str]:

@@ -322,7 +322,7 @@ def run_solve(
     argv: list[str], live: bool, console: Any,
 ) -> RunOutcome:
     """The whole of ``arcsynth solve``; raises SolveFailure for every user-facing error."""
-    from agent.config import ConfigError, config_hash, config_to_toml, load_config, parse_config
+    from agent.config import ConfigError, config_hash, config_to_toml, load_config, parse_config, resolve_environment
     from agent.rundir import RecordError, RunDir, RunDirError, default_run_dir
     from arcsynth.datasets import data_provenance
 
@@ -333,6 +333,8 @@ def run_solve(
             if config is not None or overrides:
                 asked = load_config(config, overrides) if config is not None else parse_config(
                     cfg.model_dump(mode="json"), overrides, source="overrides")
+                if asked.prompt.offer_scipy is None:  # resolved when the run was created
+                    asked.prompt.offer_scipy = cfg.prompt.offer_scipy
                 if config_hash(asked) != config_hash(cfg):
                     raise SolveFailure(
                         f"--resume {resume}: the config given differs from the run's own config.toml "
@@ -352,6 +354,7 @@ def run_solve(
     try:
         if resume is None:
             rd = RunDir.create(out if out is not None else default_run_dir(cfg.out_root, cfg.name))
+            cfg = resolve_environment(cfg)
             rd.write_config(config_to_toml(cfg))
             rd.write_args(argv)
         else:

@@ -210,6 +210,8 @@ def test_hash_ignores_excluded_fields(dotted):
             new = "0.5" if old != 0.5 else "0.6"
     elif dotted == "model.threads":
         new = "3"  # unset (None) by default
+    elif dotted == "model.base_url":
+        new = '"http://b:2/v1"'  # another server (a URL is checked)
     else:
         new = '"changed"'
     tree = base.model_dump(mode="json")

@@ -232,3 +232,45 @@ def test_replay_of_a_newer_format_is_refused_naming_the_version(scripted_recorde
     r = subprocess.run(arcsynth("replay", new, "--out", tmp_path / "out"), cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 2, r.stderr + r.stdout
     assert "trace format version 7 is newer" in r.stderr and "Traceback" not in r.stderr
+
+
+def _record_without_scipy(path: Path, monkeypatch) -> Path:
+    """A scripted run recorded as on a machine without scipy (nothing is uninstalled)."""
+    import importlib.util
+
+    from agent.config import resolve_environment
+    from recorded_run import SMALL_TASKS, make_scripted_run, source_config
+
+    real = importlib.util.find_spec
+    with monkeypatch.context() as m:
+        m.setattr(importlib.util, "find_spec", lambda name, *a, **k: None if name == "scipy" else real(name, *a, **k))
+        cfg = resolve_environment(source_config(SMALL_TASKS[:2]))
+        assert cfg.prompt.offer_scipy is False
+        make_scripted_run(path, SMALL_TASKS[:2], cfg)
+    prompts = [e for e in read_trace(path / "trace.jsonl") if isinstance(e, PromptEvent)]
+    assert prompts and not any("scipy" in m["content"] for e in prompts for m in e.messages)
+    return path
+
+
+def test_a_run_replays_after_scipy_was_installed(tmp_path, monkeypatch):
+    # The run's config records that scipy was not offered; the replay, with scipy
+    # importable, builds the same prompts from it.
+    src = _record_without_scipy(tmp_path / "run", monkeypatch)
+    assert "offer_scipy = false" in (src / "config.toml").read_text()
+    out = tmp_path / "replayed"
+    r = subprocess.run(arcsynth("replay", src, "--out", out), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "replay identical" in r.stdout and compare_runs(src, out) == []
+
+
+def test_a_run_recorded_before_the_setting_existed_replays_from_its_provenance(tmp_path, monkeypatch):
+    src = _record_without_scipy(tmp_path / "run", monkeypatch)
+    config = src / "config.toml"
+    config.write_text("\n".join(ln for ln in config.read_text().splitlines() if not ln.startswith("offer_scipy")) + "\n")
+    prov = json.loads((src / "provenance.json").read_text())
+    prov["packages"].pop("scipy", None)
+    (src / "provenance.json").write_text(json.dumps(prov))
+    out = tmp_path / "replayed"
+    r = subprocess.run(arcsynth("replay", src, "--out", out), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "replay identical" in r.stdout

@@ -85,8 +85,11 @@ def test_base_url_gets_v1_only_when_bare():
     assert normalise_base_url("http://h:8000") == "http://h:8000/v1"
     assert normalise_base_url("http://h:8000/v1/") == "http://h:8000/v1"
     assert normalise_base_url("https://h/api/openai/v1") == "https://h/api/openai/v1"
-    with pytest.raises(BackendError, match="not an http"):
-        normalise_base_url("localhost:8000")
+    # A bare host:port, as the config field's help says, gets the scheme too.
+    assert normalise_base_url("localhost:8000") == "http://localhost:8000/v1"
+    for bad in ("notaurl", "ftp://h:21/v1", "http://", "http://h:99999/v1"):
+        with pytest.raises(BackendError, match="must be an http"):
+            normalise_base_url(bad)
 
 
 def test_topup_seeds_are_deterministic_and_distinct():
