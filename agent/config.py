@@ -13,7 +13,7 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -78,6 +78,18 @@ class PromptConfig(_Strict):
     max_prompt_tokens: int = Field(6000, ge=256, description="Prompts are shrunk (fewer examples, shorter feedback) to fit this many tokens; a task whose smallest prompt does not fit is skipped.")
     show_test_inputs: bool = Field(True, description="Show the test input grids in the prompt (never their outputs).")
     parents_per_prompt: int = Field(1, ge=1, description="Earlier programs shown, with their feedback, in each refinement prompt.")
+    style: Literal["explain", "code"] = Field(
+        "explain",
+        description="'explain': the model states the rule in a few sentences, then writes the program (for models "
+        "that reason better aloud); 'code': the program only, which small models need to reach the code within "
+        "their token budget.",
+    )
+    prefill: Optional[str] = Field(
+        None,
+        description="Text the assistant's reply starts with, e.g. \"```python\\ndef transform(grid):\\n\"; the "
+        "model continues it (transformers and vLLM in-process, vLLM/SGLang servers; the openai chat endpoint of "
+        "other servers may not support it). Extraction reads the prefill and the completion together.",
+    )
     offer_scipy: Optional[bool] = Field(
         None,
         description="Tell the model that scipy.ndimage may be imported. Unset = whether scipy is installed when the "

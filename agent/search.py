@@ -151,6 +151,7 @@ class TaskSearch:
             self.task, encoding=p.encoding, max_prompt_tokens=p.max_prompt_tokens,
             count_tokens=self.ctx.backend.count_tokens, templates_dir=p.templates_dir,
             shuffle_seed=shuffle_seed, show_test_inputs=p.show_test_inputs, scipy_available=p.offer_scipy,
+            code_only=p.style == "code", prefill=p.prefill,
         )
 
     def _refine_prompt(self, chosen: list[Behaviour], shuffle_seed: int) -> Prompt:
@@ -160,6 +161,7 @@ class TaskSearch:
             self.task, parents, encoding=p.encoding, max_prompt_tokens=p.max_prompt_tokens,
             count_tokens=self.ctx.backend.count_tokens, max_parents=len(parents), templates_dir=p.templates_dir,
             shuffle_seed=shuffle_seed, show_test_inputs=p.show_test_inputs, scipy_available=p.offer_scipy,
+            code_only=p.style == "code", prefill=p.prefill,
         )
 
     # -- running -----------------------------------------------------------------------
@@ -235,7 +237,10 @@ class TaskSearch:
         ))
         self.n_programs += 1
         program_id = f"{req.request_id}/c{i}"
-        ext = extract_program(c.text, finish_reason=c.finish_reason)
+        # A prefilled reply (the opening of the code block) is part of the program text.
+        last = req.prompt.messages[-1]
+        text = last.content + c.text if last.role == "assistant" else c.text
+        ext = extract_program(text, finish_reason=c.finish_reason)
         common = dict(task_id=tid, program_id=program_id, round=req.round, parent_ids=req.parent_ids)
         if ext.status != "ok" or ext.source is None:
             self.emit(ProgramEvent(**common, status=ext.status, detail=ext.detail or "", source=ext.source))

@@ -102,7 +102,7 @@ def _pair_size(task: Task, i: int) -> int:
     return p.input.size + (p.output.size if p.output is not None else 0)
 
 
-def _context(task: Task, plan: _Plan, scipy_available: bool) -> dict:
+def _context(task: Task, plan: _Plan, scipy_available: bool, code_only: bool = False) -> dict:
     enc = get_encoding(plan.encoding)
     examples = []
     for k, i in enumerate(plan.shown, start=1):
@@ -128,13 +128,19 @@ def _context(task: Task, plan: _Plan, scipy_available: bool) -> dict:
         "hidden_examples": len(task.train) - len(plan.shown),
         "tests": tests,
         "scipy_available": scipy_available,
+        "code_only": code_only,
     }
 
 
-def _messages(system: str, user: str, system_message: bool) -> list[Message]:
+def _messages(system: str, user: str, system_message: bool, prefill: str | None = None) -> list[Message]:
+    """The chat messages; a prefill is the start of the assistant's reply, which the model continues."""
     if system_message:
-        return [Message(role="system", content=system), Message(role="user", content=user)]
-    return [Message(role="user", content=f"{system}\n\n{user}")]
+        out = [Message(role="system", content=system), Message(role="user", content=user)]
+    else:
+        out = [Message(role="user", content=f"{system}\n\n{user}")]
+    if prefill:
+        out.append(Message(role="assistant", content=prefill))
+    return out
 
 
 # --- shrink steps: each returns the smaller plan and a description, or None when it does not apply
@@ -254,6 +260,8 @@ def build_first_prompt(
     show_test_inputs: bool = True,
     system_message: bool = True,
     scipy_available: bool | None = None,
+    code_only: bool = False,
+    prefill: str | None = None,
 ) -> Prompt:
     """The prompt for a first attempt at ``task``, shrunk to ``max_prompt_tokens``.
 
@@ -266,8 +274,8 @@ def build_first_prompt(
     plan = _Plan(encoding=encoding, shown=_display_order(task, shuffle_seed), show_tests=show_test_inputs)
 
     def render_plan(p: _Plan) -> list[Message]:
-        ctx = _context(task, p, scipy_ok)
-        return _messages(render("system.j2", templates_dir, **ctx), render("first.j2", templates_dir, **ctx), system_message)
+        ctx = _context(task, p, scipy_ok, code_only)
+        return _messages(render("system.j2", templates_dir, **ctx), render("first.j2", templates_dir, **ctx), system_message, prefill)
 
     return _fit("first", task, plan, [], render_plan, _FIRST_STEPS, max_prompt_tokens, count_tokens)
 
@@ -291,6 +299,8 @@ def build_refine_prompt(
     show_test_inputs: bool = True,
     system_message: bool = True,
     scipy_available: bool | None = None,
+    code_only: bool = False,
+    prefill: str | None = None,
 ) -> Prompt:
     """A refinement prompt: the task, then up to ``max_parents`` earlier programs
     (best first) each with its source, train score and per-pair feedback.
@@ -316,7 +326,7 @@ def build_refine_prompt(
     )
 
     def render_plan(p: _Plan) -> list[Message]:
-        ctx = _context(task, p, scipy_ok)
+        ctx = _context(task, p, scipy_ok, code_only)
         enc = ctx["encoding"]
         ctx["parents"] = [
             {
@@ -329,6 +339,6 @@ def build_refine_prompt(
             }
             for k, j in enumerate(p.parents, start=1)
         ]
-        return _messages(render("system.j2", templates_dir, **ctx), render("refine.j2", templates_dir, **ctx), system_message)
+        return _messages(render("system.j2", templates_dir, **ctx), render("refine.j2", templates_dir, **ctx), system_message, prefill)
 
     return _fit("refine", task, plan, parents, render_plan, _REFINE_STEPS, max_prompt_tokens, count_tokens)

@@ -12,7 +12,7 @@ once), ``first.j2`` and ``refine.j2`` (both include ``examples.j2``). Variables:
   ``input``, ``input_shape``, ``output``, ``output_shape`` (grids already encoded)
 - ``hidden_examples``: train pairs left out to fit the budget
 - ``tests``: shown test inputs, each ``number``, ``input``, ``input_shape``
-- ``scipy_available``, ``task_id``
+- ``scipy_available``, ``code_only`` (answer with the program only), ``task_id``
 - refine only, ``parents`` (best first): ``number``, ``source``, ``fence``,
   ``score`` (one line), ``feedback`` (per-pair text from :mod:`prompts.feedback`)
 

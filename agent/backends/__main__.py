@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import sys
 
-from agent.backends import BackendError, resolve_embedded_model
+from agent.backends import DEFAULT_MODEL, BackendError, resolve_embedded_model
 
 try:
-    print(resolve_embedded_model())
+    # `python -m agent.backends [smollm2]`: the default embedded model, or the one named.
+    print(resolve_embedded_model(sys.argv[1] if len(sys.argv) > 1 else DEFAULT_MODEL))
 except BackendError as exc:
     print(f"error: {exc}", file=sys.stderr)
     sys.exit(1)

@@ -16,8 +16,19 @@ def as_dicts(messages: list[Message]) -> list[dict[str, str]]:
     return [{"role": m.role, "content": m.content} for m in messages]
 
 
+def ends_with_prefill(messages: list[Message]) -> bool:
+    """The last message is the start of the assistant's reply, which the model continues."""
+    return bool(messages) and messages[-1].role == "assistant"
+
+
 def render_with_template(tokenizer: Any, messages: list[Message]) -> str:
-    """Prompt text as the model's own chat template renders it, ready for the assistant turn."""
+    """Prompt text as the model's own chat template renders it, ready for the assistant turn.
+
+    A trailing assistant message (a prefill such as the opening of a code block) is
+    left open, so the model's completion continues it.
+    """
+    if ends_with_prefill(messages):
+        return tokenizer.apply_chat_template(as_dicts(messages), tokenize=False, continue_final_message=True)
     return tokenizer.apply_chat_template(as_dicts(messages), tokenize=False, add_generation_prompt=True)
 
 
@@ -27,6 +38,9 @@ def render_plain(messages: list[Message]) -> str:
     Each message becomes ``"<Role>: <content>"`` separated by blank lines, and the text ends
     with ``"Assistant:"`` so the model writes the assistant turn.
     """
+    if ends_with_prefill(messages):
+        parts = [f"{m.role.capitalize()}: {m.content}" for m in messages[:-1]]
+        return "\n\n".join(parts + [f"Assistant: {messages[-1].content}"])
     parts = [f"{m.role.capitalize()}: {m.content}" for m in messages]
     parts.append("Assistant:")
     return "\n\n".join(parts)
@@ -49,7 +63,7 @@ def load_tokenizer(path: str) -> Any:
     from agent.backends.base import BackendError
     from agent.backends.embedded import is_embedded_alias, resolve_embedded_model
 
-    folder = str(resolve_embedded_model()) if is_embedded_alias(path) else path
+    folder = str(resolve_embedded_model(path)) if is_embedded_alias(path) else path
     try:
         from transformers import AutoTokenizer
 

@@ -14,9 +14,9 @@ from agent.backends.base import BackendError, Completion, Message, SamplingParam
 from agent.backends.chat_format import render_with_template, trim_at_stop
 from agent.backends.embedded import (
     DEFAULT_MODEL,
-    EMBEDDED_MODEL_ID,
     MANIFEST_NAME,
     cache_root,
+    embedded_model_id,
     invalidate_embedded_cache,
     is_embedded_alias,
     read_manifest,
@@ -94,7 +94,7 @@ class TransformersBackend:
 
     def _resolve_path(self) -> Path | str:
         if is_embedded_alias(self.model_id):
-            return resolve_embedded_model()
+            return resolve_embedded_model(self.model_id)
         local = Path(self.model_id).expanduser()
         if local.exists():
             if not (local / "config.json").is_file():
@@ -179,7 +179,7 @@ class TransformersBackend:
             if is_embedded_alias(self.model_id) and isinstance(path, Path):
                 # A cache damaged after its manifest was written (same sizes, bad bytes): convert again once.
                 invalidate_embedded_cache(path)
-                path = resolve_embedded_model()
+                path = resolve_embedded_model(self.model_id)
                 try:
                     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
                     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True)
@@ -360,7 +360,7 @@ class TransformersBackend:
         return {
             "backend": self.name,
             "model": self.model_id,
-            "model_name": EMBEDDED_MODEL_ID if is_embedded_alias(self.model_id) else self.model_id,
+            "model_name": embedded_model_id(self.model_id) if is_embedded_alias(self.model_id) else self.model_id,
             "path": str(self._path) if self._path else None,
             "weights_sha256": self._weights_sha256,
             "transformers": transformers.__version__,

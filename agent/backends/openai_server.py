@@ -23,6 +23,7 @@ from agent.backends.chat_format import (
     load_tokenizer,
     render_plain,
     render_with_template,
+    ends_with_prefill,
     trim_at_stop,
 )
 
@@ -146,7 +147,7 @@ class OpenAIBackend:
             raise BackendError(f"server at {where} answered GET /models with something other than a model list: {resp.text[:300]}") from exc
         if self.model_id not in served and is_embedded_alias(self.model_id):
             # `transformers serve <converted folder>` names the embedded model by its folder.
-            folder = str(embedded_cache_dir())
+            folder = str(embedded_cache_dir(self.model_id))
             if folder in served:
                 self.model_id = folder
         if self.model_id not in served:
@@ -178,6 +179,10 @@ class OpenAIBackend:
         body: dict[str, Any] = {"model": self.model_id, **params.request_fields(n=n, seed=seed)}
         if self.endpoint == "chat":
             body["messages"] = as_dicts(messages)
+            if ends_with_prefill(messages):
+                # Continue the started assistant turn instead of opening a new one.
+                body["continue_final_message"] = True
+                body["add_generation_prompt"] = False
         else:
             body["prompt"] = self._prompt_text(messages)
         return body

