@@ -52,13 +52,14 @@ def _root(
 
 
 def _register() -> None:
-    from arcsynth.cli import bench, replay, report, runs, score, show, solve, tasks, verify
+    from arcsynth.cli import bench, replay, report, runs, score, show, solve, tasks, verify, view
 
     app.add_typer(tasks.app, name="tasks")
     app.command("verify", help=verify.__doc__)(verify.verify)
     app.command("score", help=score.score.__doc__)(score.score)
     app.command("solve", help=solve.__doc__)(solve.solve)
     app.command("replay", help=replay.__doc__)(replay.replay)
+    app.command("view", help=view.view.__doc__)(view.view)
     app.command("show", help=show.show.__doc__)(show.show)
     app.command("runs", help=runs.runs.__doc__)(runs.runs)
     app.command("report", help=report.report.__doc__)(report.report)
