@@ -22,19 +22,6 @@ import socket
 import sys
 
 
-def _describe_status(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        try:
-            name = signal.Signals(sig).name
-        except ValueError:
-            name = str(sig)
-        return f"was killed by {name}"
-    if os.WIFEXITED(status):
-        return f"exited with status {os.WEXITSTATUS(status)}"
-    return f"ended (status {status})"
-
-
 def _probe(spec: dict, uid: int | None, ruleset_fd: int | None) -> dict:
     """Harden a throw-away child and check from inside that the layers bite."""
     from sandbox import worker
@@ -165,7 +152,7 @@ def main(spec_json: str) -> None:
                 _, status = os.waitpid(pid, 0)
                 workers.discard(pid)
                 if op == "kill":
-                    ctrl.sendall(json.dumps({"status": _describe_status(status)}).encode())
+                    ctrl.sendall(json.dumps({"status": worker.describe_status(status)}).encode())
             else:
                 for fd in fds:
                     os.close(fd)

@@ -470,7 +470,7 @@ class _Child:
                 pass
         try:
             _, st = os.waitpid(self.pid, 0)
-            ended = "" if kill else _describe_status(st)
+            ended = "" if kill else describe_status(st)
         except ChildProcessError:
             ended = ""
         for fd in (self.req_w, self.res_r):
@@ -483,7 +483,8 @@ class _Child:
         return ended
 
 
-def _describe_status(status: int) -> str:
+def describe_status(status: int) -> str:
+    """How a process ended, from its wait status: 'was killed by SIGKILL', 'exited with status 1'."""
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         try:

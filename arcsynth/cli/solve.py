@@ -78,45 +78,108 @@ class RunCounters:
         return self.programs / dt, self.completion_tokens / dt
 
 
+@dataclass
+class TaskProgress:
+    """What a task in flight has done so far (from its trace events)."""
+
+    round: int = 0
+    programs: int = 0
+    verified: int = 0
+    passing: int = 0
+    best: float | None = None
+    tokens: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def line(self, task_id: str) -> str:
+        best = "-" if self.best is None else f"{self.best:.0%}"
+        tps = self.tokens / max(time.monotonic() - self.started, 1e-9)
+        return (f"{task_id} round {self.round}: {self.programs} programs, {self.verified} verified, "
+                f"{self.passing} passing, best train accuracy {best}, {tps:.1f} tok/s")
+
+
 class ProgressDisplay:
-    """A rich progress bar on a terminal, one plain line per finished task elsewhere."""
+    """Progress inside each task as well as over the run.
+
+    On a terminal: a bar over the tasks and one live line per task in flight (round,
+    programs, verified, best train accuracy, tokens/s); finished tasks leave a line. In a
+    pipe: a plain line when a task starts a new round and when it finishes, so a slow
+    model is never silent for a whole task.
+    """
 
     def __init__(self, counters: RunCounters, *, live: bool):
         self.c = counters
         self.live = live
-        self._progress = None
-        self._bar = None
+        self._progress: Any = None
+        self._bar: Any = None
+        self._tasks: dict[str, TaskProgress] = {}
+        self._rows: dict[str, Any] = {}
 
     def __enter__(self) -> "ProgressDisplay":
         if self.live:
+            from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
             self._progress = Progress(
-                TextColumn("tasks"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
-                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
+                TimeElapsedColumn(), TimeRemainingColumn(), console=Console(emoji=False, highlight=False),
             )
             self._progress.__enter__()
-            self._bar = self._progress.add_task("tasks", total=self.c.total, stats="")
+            self._bar = self._progress.add_task("tasks", total=self.c.total, completed=self.c.done, stats="")
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._progress is not None:
             self._progress.__exit__(*exc)
 
+    def _task(self, task_id: str) -> TaskProgress:
+        if task_id not in self._tasks:
+            self._tasks[task_id] = TaskProgress()
+            if self._progress is not None:
+                self._rows[task_id] = self._progress.add_task(task_id, total=None, stats="starting")
+        return self._tasks[task_id]
+
     def __call__(self, ev: Any) -> None:
         finished = self.c.on_event(ev)
+        kind = getattr(ev, "event", None)
+        tid = getattr(ev, "task_id", None)
+        t = self._task(tid) if tid is not None and kind in ("task_start", "prompt", "completion", "program", "verdict") else None
+        new_round = False
+        if t is not None:
+            if kind == "prompt" and ev.round != t.round:
+                new_round, t.round = True, ev.round
+            elif kind == "completion":
+                t.tokens += ev.completion_tokens
+            elif kind == "program":
+                t.programs += 1
+            elif kind == "verdict":
+                t.verified += 1
+                t.passing += bool(ev.all_train_pass)
+                t.best = ev.train_accuracy if t.best is None else max(t.best, ev.train_accuracy)
         pps, tps = self.c.rates()
         stats = f"solved(train) {self.c.solved_train}  {pps:.2f} programs/s  {tps:.1f} tok/s"
         if self._progress is not None:
-            if finished or getattr(ev, "event", None) in ("program", "completion"):
-                self._progress.update(self._bar, completed=self.c.done, stats=stats)
-        elif finished:
-            score = "" if ev.score is None else f" score {ev.score:g}"
-            print(
-                f"[{self.c.done}/{self.c.total}] {ev.task_id}: {'solved(train)' if ev.solved_train else 'unsolved'}{score}, "
-                f"{ev.n_programs} programs, {ev.completion_tokens} tokens, {ev.wall_s:.1f}s ({ev.stop_reason}); {stats}",
-                flush=True,
-            )
+            if t is not None and tid in self._rows:
+                self._progress.update(self._rows[tid], stats=t.line(tid).split(": ", 1)[1])
+            if finished:
+                row = self._rows.pop(ev.task_id, None)
+                if row is not None:
+                    self._progress.remove_task(row)
+                self._progress.console.print(self._finished_line(ev, stats), highlight=False, markup=False)
+            self._progress.update(self._bar, completed=self.c.done, stats=stats)
+            return
+        if new_round and t is not None and tid is not None:
+            # The round just started: what the earlier rounds did.
+            print(f"  {t.line(tid)}", flush=True)
+        if finished:
+            self._tasks.pop(ev.task_id, None)
+            print(self._finished_line(ev, stats), flush=True)
+
+    def _finished_line(self, ev: Any, stats: str) -> str:
+        score = "" if ev.score is None else f" score {ev.score:g}"
+        return (
+            f"[{self.c.done}/{self.c.total}] {ev.task_id}: {'solved(train)' if ev.solved_train else 'unsolved'}{score}, "
+            f"{ev.n_programs} programs, {ev.completion_tokens} tokens, {ev.wall_s:.1f}s ({ev.stop_reason}); {stats}"
+        )
 
 
 # ---------------------------------------------------------------------------------------
@@ -172,7 +235,8 @@ def _summary_table(summary: dict[str, Any], run_dir: Path) -> Any:
         # measure how long the sandbox waited for the model. summary.json holds every counter.
         n, busy = sb.get("candidates", 0), sb.get("busy_s", 0.0)
         rate = f", {n / busy:.0f} candidates/s of worker time" if busy > 0 else ""
-        row("sandbox", f"{n} candidates{rate}, {sb.get('timeouts', 0)} timeouts, {sb.get('crashes', 0)} crashes, "
+        # The sandbox counts this session's work only; the rows above count the whole run.
+        row("sandbox (this session)", f"{n} candidates{rate}, {sb.get('timeouts', 0)} timeouts, {sb.get('crashes', 0)} crashes, "
             f"{sb.get('workers', '?')} workers")
     if summary.get("stop_reasons"):
         row("stop reasons", ", ".join(f"{k}: {v}" for k, v in summary["stop_reasons"].items()))

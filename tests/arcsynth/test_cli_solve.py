@@ -120,8 +120,11 @@ def test_a_run_writes_its_directory_and_prints_a_summary(recorded, tmp_path):
     assert r.returncode == 0, r.stderr + r.stdout
     lines = r.stdout.splitlines()
     assert str(out) in lines[0] and lines[-1] == f"run directory: {out}"
-    # Not a terminal: one plain progress line per task.
+    # Not a terminal: one plain progress line per finished task, and one per task and
+    # round when the round starts (the scripted run has 2 rounds), saying what was done.
     assert sum(bool(re.match(r"\[\d/3\] \w{8}: ", line)) for line in lines) == 3
+    rounds = [line for line in lines if re.match(r"  \w{8} round 1: \d+ programs, \d+ verified, \d+ passing, best train accuracy", line)]
+    assert len(rounds) == 3, lines
     assert "pass@2 score" in r.stdout and "programs" in r.stdout
     for name in ("config.toml", "args.json", "provenance.json", "trace.jsonl", "summary.json", "submission.json"):
         assert (out / name).is_file(), name
@@ -183,3 +186,22 @@ def test_a_run_in_which_every_task_failed_exits_non_zero(recorded, tmp_path):
     assert "every task ended in an error" in r.output and "--resume" in r.output
     results = list((tmp_path / "run" / "results").glob("*.json"))
     assert results and all('"status": "error"' in p.read_text() or '"status":"error"' in p.read_text() for p in results)
+
+
+def test_the_terminal_display_shows_each_task_in_flight_and_keeps_a_line_per_finished_task(recorded, capsys):
+    from agent.trace import read_trace
+    from arcsynth.cli.solve import ProgressDisplay, RunCounters
+
+    events = list(read_trace(recorded / "trace.jsonl"))
+    first = next(e.task_id for e in events if getattr(e, "event", "") == "task_start")
+    with ProgressDisplay(RunCounters(total=3), live=True) as display:
+        seen_rows = set()
+        for ev in events:
+            display(ev)
+            seen_rows |= set(display._rows)
+            if getattr(ev, "event", "") == "verdict" and ev.task_id == first:
+                progress = display._tasks[first]
+                assert progress.verified >= 1 and progress.best is not None
+        assert first in seen_rows and not display._rows  # every task had its live line, gone when it finished
+    out = capsys.readouterr().out
+    assert sum(bool(re.search(r"\[\d/3\] \w{8}: ", line)) for line in out.splitlines()) == 3
