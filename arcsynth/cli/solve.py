@@ -449,6 +449,7 @@ def run_solve(
             _remove_unstarted(rd.path, whole=created_here)
             raise SolveFailure(f"{e}\n(nothing ran; the run directory {rd.path} was removed)", e.code) from None
         raise SolveFailure(f"{e}\n(run directory {rd.path} is kept; continue it with: arcsynth solve --resume {rd.path})", e.code) from None
+    _index(rd.path)
     console.print(_summary_table(summary, rd.path))
     console.print(escape(f"what each task and program did: arcsynth show {rd.path} [TASK_ID]"))
     console.print(escape(f"run directory: {rd.path}"))
@@ -462,6 +463,20 @@ def run_solve(
             code=EXIT_ALL_TASKS_FAILED,
         )
     return RunOutcome(rd.path, summary)
+
+
+def _index(path: Path) -> None:
+    """Bring the run index up to date, so `view`, `show` and `report` open the run at once.
+
+    Indexing a huge trace takes a while once; here it is paid at the end of the run, not
+    by the first person who opens it. A failure only means they pay it later.
+    """
+    try:
+        from viewer.index import RunIndex, RunIndexError
+
+        RunIndex.open(path).close()
+    except (RunIndexError, OSError):
+        pass
 
 
 def _remove_unstarted(path: Path, *, whole: bool) -> None:

@@ -126,7 +126,8 @@ def test_a_run_writes_its_directory_and_prints_a_summary(recorded, tmp_path):
     rounds = [line for line in lines if re.match(r"  \w{8} round 1: \d+ programs, \d+ verified, \d+ passing, best train accuracy", line)]
     assert len(rounds) == 3, lines
     assert "pass@2 score" in r.stdout and "programs" in r.stdout
-    for name in ("config.toml", "args.json", "provenance.json", "trace.jsonl", "summary.json", "submission.json"):
+    for name in ("config.toml", "args.json", "provenance.json", "trace.jsonl", "summary.json", "submission.json",
+                 "index.sqlite"):  # indexed at the end, so the viewer opens it at once
         assert (out / name).is_file(), name
     assert sorted(p.stem for p in (out / "results").glob("*.json")) == sorted(SMALL_TASKS[:3])
     prov = json.loads((out / "provenance.json").read_text())
