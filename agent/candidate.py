@@ -130,6 +130,14 @@ class CandidatePool:
         """Every distinct behaviour, in program order (not arrival order)."""
         return sorted(self._by_behaviour.values(), key=lambda b: b.representative.order)
 
+    def agreement(self) -> int:
+        """Distinct passing programs when they all give the same output on every test input, else 0."""
+        passing = [b for b in self.behaviours if b.passing]
+        n_test = len(passing[0].representative.verdict.test) if passing else 0
+        if not passing or len({tuple(b.test_output(i) for i in range(n_test)) for b in passing}) != 1:
+            return 0
+        return sum(len(b.program_ids) for b in passing)
+
     def refinable(self) -> list[Behaviour]:
         """Behaviours worth refining: not yet passing (a passing program needs no feedback)."""
         return [b for b in self.behaviours if not b.passing]

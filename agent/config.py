@@ -108,6 +108,11 @@ class BudgetConfig(_Strict):
     max_completion_tokens: Optional[int] = Field(None, ge=1, description="Stop a task after generating this many tokens in total; unset = no cap.")
     max_task_wall_s: Optional[float] = Field(None, gt=0, description="Stop a task after this many seconds; unset = no cap. Makes results depend on speed.")
     stop_after_passing: Optional[int] = Field(3, ge=1, description="Stop a task once this many distinct programs pass every train pair; unset = never stop early.")
+    stop_on_agreement: Optional[int] = Field(
+        None, ge=1,
+        description="Stop a task once at least this many distinct programs pass every train pair and all of them "
+        "agree on every test output (nothing left to vote about); unset = off. Checked next to the other budgets.",
+    )
 
 
 class SearchConfig(_Strict):

@@ -193,9 +193,13 @@ class TaskSearch:
                 await asyncio.gather(*pending, return_exceptions=True)
 
     def check_enough(self) -> None:
-        target = self.ctx.config.budget.stop_after_passing
+        budget = self.ctx.config.budget
+        target = budget.stop_after_passing
         if target is not None and self.pool.passing_programs >= target:
             raise EnoughPassing(f"{self.pool.passing_programs} programs pass every train pair")
+        agree = budget.stop_on_agreement
+        if agree is not None and self.pool.agreement() >= agree:
+            raise EnoughPassing(f"{self.pool.agreement()} passing programs agree on every test output")
 
     async def run_request(self, req: Request) -> None:
         self.emit(PromptEvent(

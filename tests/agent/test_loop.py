@@ -257,3 +257,42 @@ async def test_a_prefilled_reply_is_extracted_with_its_prefill(tmp_path):
     assert programs[0].source.startswith("def transform(grid):\n    return")
     assert rd.read_results()["3c9b0459"]["solved_train"] is True
     assert any(isinstance(e, PromptEvent) and e.messages[-1]["role"] == "assistant" for e in events)
+
+
+async def _run_rot180(tmp_path, programs, **overrides):
+    from agent.rundir import RunDir
+    from arcsynth.cli.solve import execute_run, select_run_tasks
+    from recorded_run import source_config
+    from scripted_backend import ScriptedBackend
+
+    def script(request_id, messages, params):
+        return [f"```python\n{programs[i % len(programs)]}\n```" for i in range(params.n)]
+
+    cfg = source_config(["3c9b0459"], **{"data.dataset": "arc1:train", "budget.stop_after_passing": 100,
+                                         "budget.rounds": 3, **overrides})
+    dataset, tasks = select_run_tasks(cfg)
+    rd = RunDir.create(tmp_path / "run")
+    await execute_run(cfg, rd, tasks, argv=["test"], resumed=False, dataset_name=dataset.name, live=False,
+                      backend=ScriptedBackend(script))
+    return rd.read_results()["3c9b0459"]
+
+
+async def test_a_task_stops_once_its_passing_programs_agree_on_the_test_outputs(tmp_path):
+    rot_np = "import numpy as np\ndef transform(grid):\n    return np.rot90(grid, 2)"
+    rot_list = "def transform(grid):\n    return [list(r)[::-1] for r in grid[::-1]]"
+    rot_flip = "import numpy as np\ndef transform(grid):\n    return np.flip(np.flip(grid, 0), 1)"
+    result = await _run_rot180(tmp_path / "a", [rot_np, rot_list, rot_flip], **{"budget.stop_on_agreement": 3})
+    assert "agree on every test output" in result["stop_reason"] and result["n_programs"] == 3
+
+
+async def test_passing_programs_that_disagree_on_a_test_output_do_not_stop_the_task(tmp_path):
+    from arcsynth.datasets import load_dataset
+
+    task = load_dataset("arc1:train").get("3c9b0459")
+    test_input = task.test[0].input.tolist()
+    rot_np = "import numpy as np\ndef transform(grid):\n    return np.rot90(grid, 2)"
+    # Right on every train pair, different on the test input: the vote is not settled.
+    odd = ("import numpy as np\ndef transform(grid):\n"
+           f"    if grid.tolist() == {test_input!r}:\n        return np.zeros_like(grid)\n    return np.rot90(grid, 2)")
+    result = await _run_rot180(tmp_path / "b", [rot_np, odd], **{"budget.stop_on_agreement": 2})
+    assert "agree" not in result["stop_reason"] and result["n_passing"] >= 2
