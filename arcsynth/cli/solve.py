@@ -161,6 +161,7 @@ class ProgressDisplay:
             if t is not None and tid in self._rows:
                 self._progress.update(self._rows[tid], stats=t.line(tid).split(": ", 1)[1])
             if finished:
+                self._tasks.pop(ev.task_id, None)
                 row = self._rows.pop(ev.task_id, None)
                 if row is not None:
                     self._progress.remove_task(row)

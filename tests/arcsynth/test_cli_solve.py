@@ -204,5 +204,6 @@ def test_the_terminal_display_shows_each_task_in_flight_and_keeps_a_line_per_fin
                 progress = display._tasks[first]
                 assert progress.verified >= 1 and progress.best is not None
         assert first in seen_rows and not display._rows  # every task had its live line, gone when it finished
+        assert not display._tasks
     out = capsys.readouterr().out
     assert sum(bool(re.search(r"\[\d/3\] \w{8}: ", line)) for line in out.splitlines()) == 3
