@@ -164,6 +164,33 @@ print(json.dumps({"first_s": t1 - t0, "again_s": t2 - t1, "hits": len(first) + l
 """
 
 
+_APP = r"""
+import asyncio, json, resource, sys, time
+t0 = time.perf_counter()
+from textual.widgets import DataTable
+from viewer.app import TaskScreen, ViewerApp
+t1 = time.perf_counter()
+
+async def main():
+    app = ViewerApp(sys.argv[1])
+    async with app.run_test(size=(160, 50)) as pilot:
+        while not app.screen.query(DataTable) or app.screen.query_one(DataTable).row_count == 0:
+            await pilot.pause(0.01)
+        t2 = time.perf_counter()
+        rows = app.ix.tasks()
+        app.push_screen(TaskScreen(rows[len(rows) // 2].task_id))
+        await pilot.pause()
+        while not isinstance(app.screen, TaskScreen) or app.screen.program_id is None:
+            await pilot.pause(0.01)
+        t3 = time.perf_counter()
+        return t2, t3, len(app.ix.task(rows[len(rows) // 2].task_id).candidates)
+
+t2, t3, n = asyncio.run(main())
+print(json.dumps({"import_s": t1 - t0, "open_s": t2 - t1, "task_s": t3 - t2, "candidates_in_task": n,
+                  "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
 def _measure(run_dir: Path, script: str = _OPEN) -> dict[str, float]:
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parents[1])
@@ -175,7 +202,7 @@ def _measure(run_dir: Path, script: str = _OPEN) -> dict[str, float]:
 
 
 def main(*, tasks: int, candidates: int, directory: Path | None, keep: bool) -> float:
-    """Generate, build, reopen; print the figures; return the reopen time in seconds."""
+    """Generate, build, reopen, open in the viewer; print the figures; return the viewer's open time in seconds."""
     owned = directory is None
     base = Path(tempfile.mkdtemp(prefix="arcsynth-bench-viewer-")) if owned else directory
     run_dir = base / "synthetic-run"
@@ -201,10 +228,15 @@ def main(*, tasks: int, candidates: int, directory: Path | None, keep: bool) -> 
         found = _measure(run_dir, _SEARCH)
         print(f"search: the first builds the full-text table in {found['first_s']:.2f} s, the next takes "
               f"{found['again_s'] * 1000:.0f} ms ({found['hits']} hits), peak memory {found['maxrss_mb']:.0f} MB")
-        print(f"targets: open < 2 s ({'met' if again['open_s'] < 2 else 'MISSED'}), "
-              f"< 500 MB ({'met' if again['maxrss_mb'] < 500 else 'MISSED'})")
-        print(f"viewer open {again['open_s']:.3f} s")
-        return again["open_s"]
+        app = _measure(run_dir, _APP)
+        print(f"interactive viewer (Textual, headless): run screen with its task list {app['open_s']:.2f} s "
+              f"(imports {app['import_s']:.2f} s more), a task screen of {app['candidates_in_task']} candidates "
+              f"{app['task_s']:.2f} s, peak memory {app['maxrss_mb']:.0f} MB")
+        worst_mb = max(again["maxrss_mb"], app["maxrss_mb"])
+        print(f"targets: open < 2 s ({'met' if app['open_s'] < 2 else 'MISSED'}), "
+              f"< 500 MB ({'met' if worst_mb < 500 else 'MISSED'})")
+        print(f"viewer open {app['open_s']:.3f} s")
+        return app["open_s"]
     finally:
         if not keep:
             shutil.rmtree(run_dir, ignore_errors=True)
