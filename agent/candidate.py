@@ -37,6 +37,9 @@ class Candidate:
     program_hash: str
     verdict: CandidateVerdict
     parent_ids: tuple[str, ...] = ()
+    rejected: bool = False
+    """It fixed none of the failures its prompt showed: never chosen as a parent
+    (evolution's rejection); it still votes."""
 
     @property
     def round(self) -> int:
@@ -82,6 +85,11 @@ class Behaviour:
     @property
     def passing(self) -> bool:
         return self.representative.passing
+
+    @property
+    def rejected(self) -> bool:
+        """Every program of the behaviour was rejected as a parent."""
+        return all(c.rejected for c in self.members)
 
     @property
     def train_accuracy(self) -> float:
@@ -139,5 +147,6 @@ class CandidatePool:
         return sum(len(b.program_ids) for b in passing)
 
     def refinable(self) -> list[Behaviour]:
-        """Behaviours worth refining: not yet passing (a passing program needs no feedback)."""
-        return [b for b in self.behaviours if not b.passing]
+        """Behaviours worth refining: not yet passing (a passing program needs no feedback)
+        and not rejected as parents."""
+        return [b for b in self.behaviours if not b.passing and not b.rejected]

@@ -12,13 +12,14 @@ import hashlib
 import json
 import math
 import sys
+import typing
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agent.backends import ModelConfig
-from agent.selection import DEFAULT_C
+from agent.strategies import RexConfig, StrategyConfig
 from sandbox import SandboxConfig
 
 if sys.version_info >= (3, 11):
@@ -118,11 +119,35 @@ class BudgetConfig(_Strict):
 class SearchConfig(_Strict):
     """How refinement rounds choose the programs to refine."""
 
-    selection_c: float = Field(
-        DEFAULT_C, ge=0.0, allow_inf_nan=False,
-        description="REX's C: how much parent selection trusts train accuracy over exploring programs refined "
-        "less often (SOAR uses 20; 0 picks parents uniformly at random).",
+    strategy: StrategyConfig = Field(
+        default_factory=RexConfig,
+        description="The search strategy, by `kind`: 'rex' (REX Thompson sampling, as SOAR), 'evolve' (Imbue-style "
+        "evolution) or 'mix' (both); `search.strategy = \"evolve\"` is short for a table with only its kind. "
+        "See agent/strategies for every knob.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthands(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if isinstance(data.get("strategy"), str):
+            data["strategy"] = {"kind": data["strategy"]}
+        elif isinstance(data.get("strategy"), dict) and "kind" not in data["strategy"]:
+            data["strategy"] = {"kind": "rex", **data["strategy"]}  # the default strategy's knobs alone
+        if "selection_c" in data:
+            # Configs written before strategies existed (run directories among them) name REX's C so.
+            c = data.pop("selection_c")
+            strategy = dict(data.get("strategy") or {"kind": "rex"})
+            if strategy.get("kind", "rex") == "rex":
+                strategy.setdefault("c", c)
+            elif strategy.get("kind") == "mix":
+                strategy["rex"] = {**{"c": c}, **dict(strategy.get("rex") or {})}
+            else:
+                raise ValueError("selection_c is REX's C; set it as strategy.c of a 'rex' or 'mix' strategy")
+            data["strategy"] = strategy
+        return data
 
 
 class RunConfig(_Strict):
@@ -228,9 +253,46 @@ class ConfigError(ValueError):
         super().__init__(head + "".join(f"\n  - {p}" for p in self.problems))
 
 
+def _union_member(annotation: Any, tag: Any) -> type[BaseModel] | None:
+    """The member of a tagged union (``kind`` literal) that ``tag`` names, if ``annotation`` is one."""
+    for arg in typing.get_args(annotation):
+        for member in typing.get_args(arg) or (arg,):
+            if isinstance(member, type) and issubclass(member, BaseModel):
+                kind = member.model_fields.get("kind")
+                if kind is not None and kind.default == tag:
+                    return member
+    return None
+
+
+def _walk(loc: tuple[Any, ...]) -> tuple[type[BaseModel] | None, tuple[Any, ...]]:
+    """The model owning the last part of ``loc``, and ``loc`` without tagged-union tags.
+
+    Pydantic puts the tag of a tagged union into error locations
+    ('search', 'strategy', 'evolve', 'sharpness'); a config author never wrote it.
+    """
+    model: Any = RunConfig
+    clean: list[Any] = []
+    parts = list(loc)
+    i = 0
+    while i < len(parts):
+        part = parts[i]
+        clean.append(part)
+        last = i == len(parts) - 1
+        if not last and model is not None and not isinstance(part, int):
+            field = getattr(model, "model_fields", {}).get(part)
+            ann = field.annotation if field is not None else None
+            member = _union_member(ann, parts[i + 1]) if ann is not None else None
+            if member is not None:
+                model, i = member, i + 2
+                continue
+            model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+        i += 1
+    return model, tuple(clean)
+
+
 def _dotted(loc: tuple[Any, ...]) -> str:
     out = ""
-    for part in loc:
+    for part in _walk(loc)[1]:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
@@ -240,17 +302,10 @@ def _dotted(loc: tuple[Any, ...]) -> str:
 
 def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     """The pydantic model that owns the field at ``loc`` (its parent), if any."""
-    model: Any = RunConfig
-    for part in loc[:-1]:
-        if isinstance(part, int):
-            continue
-        field = getattr(model, "model_fields", {}).get(part)
-        if field is None:
-            return None
-        ann = field.annotation
-        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
-        if model is None:
-            return None
+    model, clean = _walk(loc)
+    if not clean:
+        return None
+    # _walk stops on the last part: the model reached is the owner of that part.
     return model
 
 
@@ -258,7 +313,7 @@ def _describe_field(loc: tuple[Any, ...]) -> str:
     model = _model_at(loc)
     if model is None or not loc or isinstance(loc[-1], int):
         return ""
-    field = model.model_fields.get(loc[-1])
+    field = model.model_fields.get(_walk(loc)[1][-1])
     return f" ({field.description})" if field is not None and field.description else ""
 
 
@@ -297,10 +352,17 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return [p.strip() for p in parts], value
 
 
+_SHORTHAND_TABLES = {("search", "strategy"): "kind"}
+"""Tables that may be written as a bare string, naming the value of this key."""
+
+
 def _apply_override(tree: dict[str, Any], parts: list[str], value: Any) -> None:
     node = tree
-    for p in parts[:-1]:
+    for depth, p in enumerate(parts[:-1], start=1):
         nxt = node.get(p)
+        shorthand = _SHORTHAND_TABLES.get(tuple(parts[:depth]))
+        if isinstance(nxt, str) and shorthand:
+            nxt = node[p] = {shorthand: nxt}  # `search.strategy = "evolve"` then `search.strategy.sharpness = 5`
         if nxt is None:
             nxt = node[p] = {}
         elif not isinstance(nxt, dict):
@@ -392,21 +454,22 @@ def config_to_toml(cfg: RunConfig) -> str:
     """
     tree = cfg.model_dump(mode="json")
     lines = [f"# arcsynth run config (config hash {config_hash(cfg)})"]
-    tables: list[tuple[str, dict[str, Any]]] = []
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            tables.append((key, value))
-        elif value is None:
-            lines.append(f"# {_toml_key(key)} unset")
-        else:
-            lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
-    for name, table in tables:
-        lines += ["", f"[{_toml_key(name)}]"]
-        for key, value in table.items():
-            if value is None:
+
+    def table(path: list[str], node: dict[str, Any]) -> None:
+        if path and not all(isinstance(v, dict) for v in node.values()):
+            lines.extend(["", "[" + ".".join(_toml_key(p) for p in path) + "]"])
+        subtables = []
+        for key, value in node.items():
+            if isinstance(value, dict):
+                subtables.append((key, value))  # after the scalars: TOML puts a table's keys under its header
+            elif value is None:
                 lines.append(f"# {_toml_key(key)} unset")
             else:
                 lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
+        for key, value in subtables:
+            table([*path, key], value)
+
+    table([], tree)
     text = "\n".join(lines) + "\n"
     back = parse_config(tomllib.loads(text), source="resolved config")
     if back != cfg:

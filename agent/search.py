@@ -16,8 +16,8 @@ from agent.budget import BudgetExhausted, EnoughPassing, StopSolving, TaskBudget
 from agent.candidate import Behaviour, Candidate, CandidatePool
 from agent.program import extract_program, program_hash
 from agent.seeds import derive_seed
-from agent.selection import select_parents
-from agent.trace import CompletionEvent, ProgramEvent, PromptEvent, VerdictEvent
+from agent.strategies import ParentChoice, make_strategy
+from agent.trace import CompletionEvent, ParentPick, ParentsEvent, ProgramEvent, PromptEvent, RejectedEvent, VerdictEvent
 from arcsynth.task import Task
 from prompts import Parent, Prompt, PromptTooLong, build_first_prompt, build_refine_prompt
 
@@ -70,6 +70,8 @@ class Request:
     prompt: Prompt
     params: SamplingParams
     parent_ids: list[str] = field(default_factory=list)
+    reject_pairs: tuple[int, ...] | None = None
+    """A child passing none of these train pairs (failures its prompt showed) is rejected as a parent."""
 
     @property
     def kind(self) -> Literal["first", "refine"]:
@@ -86,6 +88,7 @@ class TaskSearch:
             max_programs=b.max_programs, max_completion_tokens=b.max_completion_tokens, max_wall_s=b.max_task_wall_s
         )
         self.pool = CandidatePool()
+        self.strategy = make_strategy(ctx.config.search.strategy)
         self.n_programs = 0
         self.prompt_tokens = 0
         self.completion_tokens = 0
@@ -122,28 +125,54 @@ class TaskSearch:
         cfg = self.ctx.config
         seed = derive_seed(cfg.seed, self.task.id, round, q)
         s = cfg.sampling
-        n = self.budget.reserve(s.samples_per_prompt, s.max_tokens)
+        refining = round > 0 and bool(parents)
+        n = self.budget.reserve((refining and self.strategy.samples(q)) or s.samples_per_prompt, s.max_tokens)
         params = SamplingParams(
             n=n, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k, min_p=s.min_p,
             max_tokens=s.max_tokens, seed=seed, stop=list(s.stop),
         )
+        request_id = f"{self.task.id}/r{round}/q{q}"
         parent_ids: list[str] = []
+        reject: tuple[int, ...] | None = None
         try:
             prompt = None
-            if round > 0 and parents:
-                chosen = select_parents(parents, cfg.prompt.parents_per_prompt, random.Random(seed), c=cfg.search.selection_c)
-                try:
-                    prompt = self._refine_prompt(chosen, seed)
-                    parent_ids = [chosen[j].representative.program_id for j in prompt.parents_shown]
-                except PromptTooLong:
-                    prompt = None  # parents too long to show: sample afresh instead
+            if refining:
+                choice = self.strategy.choose(parents, k=cfg.prompt.parents_per_prompt, rng=random.Random(seed), request_index=q)
+                if choice is not None:
+                    try:
+                        prompt = self._refine_prompt(choice, seed)
+                    except PromptTooLong:
+                        prompt = None  # parents too long to show: sample afresh instead
+                if prompt is not None and choice is not None:
+                    parent_ids = [choice.parents[j].representative.program_id for j in prompt.parents_shown]
+                    reject = self._record_choice(request_id, choice, prompt)
             if prompt is None:
                 # The canonical pair order for the very first prompt, shuffled for every other.
                 prompt = self._first_prompt(None if (round, q) == (0, 0) else seed)
         except BaseException:
             self.budget.settle(n, s.max_tokens, programs=0, completion_tokens=0)
             raise
-        return Request(f"{self.task.id}/r{round}/q{q}", round, q, prompt, params, parent_ids)
+        return Request(request_id, round, q, prompt, params, parent_ids, reject)
+
+    def _record_choice(self, request_id: str, choice: ParentChoice, prompt: Prompt) -> tuple[int, ...] | None:
+        """Emit why these parents were chosen; return the train pairs a child must fix (rejection), if any."""
+        shown = set(prompt.parents_shown)
+        reject = None
+        if choice.reject_non_fixing:
+            focus = set(choice.focus) if choice.focus is not None else set(range(len(self.task.train)))
+            failed = {i for j in shown for i, v in enumerate(choice.parents[j].representative.verdict.train) if v.status != "pass"}
+            reject = tuple(sorted(focus & failed & set(prompt.train_pairs_shown))) or None
+        self.emit(ParentsEvent(
+            task_id=self.task.id, request_id=request_id, strategy=choice.strategy, move=choice.move,
+            parents=[
+                ParentPick(program_id=p.behaviour.representative.program_id, weight=p.weight, probability=p.probability,
+                           fitness=p.fitness, times_refined=p.behaviour.times_refined, via=p.via, shown=j in shown)
+                for j, p in enumerate(choice.picks)
+            ],
+            population=choice.population, island=choice.island, details=choice.details,
+            focus=choice.focus, reject_pairs=list(reject) if reject is not None else None,
+        ))
+        return reject
 
     def _first_prompt(self, shuffle_seed: int | None) -> Prompt:
         p = self.ctx.config.prompt
@@ -154,14 +183,14 @@ class TaskSearch:
             code_only=p.style == "code", prefill=p.prefill,
         )
 
-    def _refine_prompt(self, chosen: list[Behaviour], shuffle_seed: int) -> Prompt:
+    def _refine_prompt(self, choice: ParentChoice, shuffle_seed: int) -> Prompt:
         p = self.ctx.config.prompt
-        parents = [Parent(source=b.representative.source, verdict=b.representative.verdict) for b in chosen]
+        parents = [Parent(source=b.representative.source, verdict=b.representative.verdict) for b in choice.parents]
         return build_refine_prompt(
             self.task, parents, encoding=p.encoding, max_prompt_tokens=p.max_prompt_tokens,
             count_tokens=self.ctx.backend.count_tokens, max_parents=len(parents), templates_dir=p.templates_dir,
             shuffle_seed=shuffle_seed, show_test_inputs=p.show_test_inputs, scipy_available=p.offer_scipy,
-            code_only=p.style == "code", prefill=p.prefill,
+            code_only=p.style == "code", prefill=p.prefill, focus=choice.focus, crossover=choice.move == "crossover",
         )
 
     # -- running -----------------------------------------------------------------------
@@ -258,7 +287,10 @@ class TaskSearch:
 
     async def _verify(self, req: Request, program_id: str, source: str, h: str) -> None:
         verdict = await self.ctx.sandbox.run(source, self.task, check_test=False)
-        cand = Candidate(program_id, (req.round, req.index, int(program_id.rsplit("/c", 1)[1])), source, h, verdict, tuple(req.parent_ids))
+        rejected = req.reject_pairs is not None and not any(verdict.train[i].status == "pass" for i in req.reject_pairs)
+        cand = Candidate(
+            program_id, (req.round, req.index, int(program_id.rsplit("/c", 1)[1])), source, h, verdict, tuple(req.parent_ids), rejected
+        )
         same = self.pool.add(cand)
         self.emit(VerdictEvent(
             task_id=self.task.id, program_id=program_id, all_train_pass=verdict.all_train_pass,
@@ -266,3 +298,5 @@ class TaskSearch:
             train=[v.model_dump() for v in verdict.train], test=[v.model_dump() for v in verdict.test],
             isolation=verdict.isolation, rechecked=verdict.rechecked, behaviour_duplicate_of=same,
         ))
+        if rejected:
+            self.emit(RejectedEvent(task_id=self.task.id, program_id=program_id, parent_ids=req.parent_ids, failures=list(req.reject_pairs or ())))

@@ -29,6 +29,15 @@ def thompson_draw(score: float, times_refined: int, rng: random.Random, c: float
     return rng.betavariate(1.0 + c * h, 1.0 + c * (1.0 - h) + times_refined)
 
 
+def thompson_order(
+    behaviours: Sequence[Behaviour], rng: random.Random, *, c: float = DEFAULT_C
+) -> list[tuple[float, int]]:
+    """One REX draw per behaviour, as ``(draw, index)`` pairs, best draws first (ties: earlier first)."""
+    draws = [(thompson_draw(b.train_accuracy, b.times_refined, rng, c), i) for i, b in enumerate(behaviours)]
+    draws.sort(key=lambda d: (-d[0], d[1]))
+    return draws
+
+
 def select_parents(
     behaviours: Sequence[Behaviour], k: int, rng: random.Random, *, c: float = DEFAULT_C
 ) -> list[Behaviour]:
@@ -39,9 +48,7 @@ def select_parents(
     """
     if k <= 0 or not behaviours:
         return []
-    draws = [(thompson_draw(b.train_accuracy, b.times_refined, rng, c), i) for i, b in enumerate(behaviours)]
-    draws.sort(key=lambda d: (-d[0], d[1]))
-    chosen = [behaviours[i] for _, i in draws[:k]]
+    chosen = [behaviours[i] for _, i in thompson_order(behaviours, rng, c=c)[:k]]
     for b in chosen:
         b.times_refined += 1
     return chosen

@@ -229,10 +229,49 @@ class RunEnd(_Event):
     summary: dict[str, Any]
 
 
+class ParentPick(BaseModel):
+    """One parent chosen for a refinement prompt, and the figures it was chosen by."""
+
+    program_id: str = Field(description="The parent (its behaviour's representative).")
+    weight: float = Field(description="What it was chosen by: REX's Thompson draw, or evolution's sigmoid x novelty weight.")
+    probability: float | None = Field(None, description="Its chance to be drawn first (evolution); None for REX.")
+    fitness: float | None = Field(None, description="Evolution's fitness (correctness and simplicity); REX: train accuracy.")
+    times_refined: int = Field(description="Prompts it has been a parent in, this one included.")
+    via: Literal["selection", "pooling"] = Field(description="'pooling': added for the train pairs it solves that the others do not.")
+    shown: bool = Field(True, description="False when the prompt dropped it to fit the token budget.")
+
+
+class ParentsEvent(_Event):
+    """Which earlier programs a refinement prompt shows, and why (written before its PromptEvent)."""
+
+    event: Literal["parents"] = "parents"
+    task_id: str
+    request_id: str
+    strategy: str = Field(description="The strategy that chose: 'rex' or 'evolve' (also inside 'mix').")
+    move: Literal["refine", "crossover"] = Field(description="'crossover': the prompt asks to combine two parents.")
+    parents: list[ParentPick] = Field(description="In the order chosen.")
+    population: int = Field(description="Programs the parents were chosen from (after island and error filters).")
+    island: int | None = Field(None, description="The island chosen from; None with a single island.")
+    details: dict[str, float] = Field(default_factory=dict, description="Strategy figures behind the weights (e.g. 'midpoint' of evolution's sigmoid, REX's 'c').")
+    focus: list[int] | None = Field(None, description="Train pairs whose failures the prompt details; None = all.")
+    reject_pairs: list[int] | None = Field(None, description="A child passing none of these train pairs is rejected as a parent; None = no rejection.")
+
+
+class RejectedEvent(_Event):
+    """A child fixed none of the failures its prompt showed: it is never a parent (it still votes)."""
+
+    event: Literal["rejected"] = "rejected"
+    task_id: str
+    program_id: str
+    parent_ids: list[str]
+    failures: list[int] = Field(description="The train pairs shown as failures, none of which it passes.")
+
+
 Event = Annotated[
     Union[
         RunStart, TaskStart, PromptEvent, CompletionEvent, ProgramEvent, VerdictEvent,
         VoteEvent, AttemptsEvent, TaskSkipped, TaskError, TaskResult, RunEnd, TokenCount, TextEvent,
+        ParentsEvent, RejectedEvent,
     ],
     Field(discriminator="event"),
 ]

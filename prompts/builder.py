@@ -301,9 +301,15 @@ def build_refine_prompt(
     scipy_available: bool | None = None,
     code_only: bool = False,
     prefill: str | None = None,
+    focus: list[int] | None = None,
+    crossover: bool = False,
 ) -> Prompt:
     """A refinement prompt: the task, then up to ``max_parents`` earlier programs
     (best first) each with its source, train score and per-pair feedback.
+
+    ``focus`` (train indices) details the feedback of those pairs only (a batch
+    of failure cases), the others in one line each; ``crossover`` asks the model
+    to combine what the programs get right rather than to fix the best one.
     """
     if not parents:
         raise ValueError(f"task {task.id}: a refinement prompt needs at least one earlier program")
@@ -335,10 +341,11 @@ def build_refine_prompt(
                 # A source that itself contains ``` needs a longer fence to stay one block.
                 "fence": "````" if "```" in parents[j].source else "```",
                 "score": score_line(parents[j].verdict),
-                "feedback": parent_feedback(task, parents[j].verdict, enc, shown=list(p.shown), detail=p.detail),
+                "feedback": parent_feedback(task, parents[j].verdict, enc, shown=list(p.shown), detail=p.detail, focus=focus),
             }
             for k, j in enumerate(p.parents, start=1)
         ]
+        ctx["crossover"] = crossover and len(p.parents) > 1
         return _messages(render("system.j2", templates_dir, **ctx), render("refine.j2", templates_dir, **ctx), system_message, prefill)
 
     return _fit("refine", task, plan, parents, render_plan, _REFINE_STEPS, max_prompt_tokens, count_tokens)

@@ -130,11 +130,14 @@ def parent_feedback(
     *,
     shown: list[int],
     detail: FeedbackDetail = "full",
+    focus: list[int] | None = None,
 ) -> str:
     """Feedback on one earlier program over the train pairs in ``shown``.
 
     ``shown`` holds train indices in the order the prompt displays them;
-    feedback for ``shown[k]`` is labelled ``Example k+1`` to match.
+    feedback for ``shown[k]`` is labelled ``Example k+1`` to match. ``focus``
+    (train indices) limits the detailed feedback to those pairs, a batch of
+    failure cases; the other pairs get one summary line. None = every pair.
     """
     if len(verdict.train) != len(task.train):
         raise ValueError(
@@ -144,15 +147,16 @@ def parent_feedback(
     seen_errors: dict[str, int] = {}
     for k, i in enumerate(shown, start=1):
         v = verdict.train[i]
+        pair_detail: FeedbackDetail = detail if focus is None or i in focus else "summary"
         # The same crash on every pair is common; repeating a long traceback
         # costs tokens and tells the model nothing new.
-        if v.status == "error" and detail != "summary":
+        if v.status == "error" and pair_detail != "summary":
             key = f"{v.error_type}\n{v.error}"
             if key in seen_errors:
                 parts.append(f"Example {k}: the program raised the same {v.error_type or 'error'} as in example {seen_errors[key]}.")
                 continue
             seen_errors[key] = k
-        parts.append(pair_feedback(k, task.train[i], v, encoding, detail))
+        parts.append(pair_feedback(k, task.train[i], v, encoding, pair_detail))
     hidden = len(task.train) - len(shown)
     if hidden:
         hidden_passed = sum(verdict.train[i].status == "pass" for i in range(len(task.train)) if i not in shown)

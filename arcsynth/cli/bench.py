@@ -49,3 +49,24 @@ def viewer_bench(
     if quick:
         tasks, candidates = 100, 20_000
     main(tasks=tasks, candidates=candidates, directory=directory, keep=keep)
+
+
+@app.command("search")
+def search_bench(
+    strategy: list[str] = typer.Option(None, "--strategy", help="A strategy to run (repeat for several): rex, rex+pool, evolve, mix; default all."),
+    tasks: int = typer.Option(32, "--tasks", help="Recolouring tasks (built on real ARC-AGI-1 training inputs)."),
+    programs: int = typer.Option(64, "--programs", help="Programs per task at most (budget.max_programs)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the tasks and of every request."),
+    p_know: float = typer.Option(0.25, "--p-know", help="Scripted model: chance a first guess gets a colour right."),
+    p_fix: float = typer.Option(0.5, "--p-fix", help="Scripted model: chance it applies a correction a cell diff shows."),
+    p_noise: float = typer.Option(0.1, "--p-noise", help="Scripted model: chance it miscopies an entry when refining."),
+) -> None:
+    """Solved tasks per 1,000 programs for each search strategy, side by side (scripted model, real sandbox)."""
+    from agent.search_bench import STRATEGIES, main
+
+    unknown = [s for s in strategy or [] if s not in STRATEGIES]
+    if unknown:
+        from arcsynth.cli.common import fail
+
+        fail(f"--strategy: unknown {', '.join(unknown)}; known: {', '.join(STRATEGIES)}")
+    main(strategies=strategy or None, tasks=tasks, programs=programs, seed=seed, p_know=p_know, p_fix=p_fix, p_noise=p_noise)

@@ -115,7 +115,8 @@ def test_resolved_config_round_trips_through_toml(tmp_path):
     assert config_hash(back) == config_hash(cfg)
 
 
-@pytest.mark.parametrize("name", ["quickstart.toml", "server.toml", "vllm-qwen-coder-7b.toml"])
+@pytest.mark.parametrize("name", ["quickstart.toml", "server.toml", "vllm-qwen-coder-7b.toml", "vllm-qwen-coder-7b-rex.toml",
+                                  "vllm-qwen-coder-7b-evolve.toml", "vllm-qwen-coder-7b-mix.toml"])
 def test_example_configs_parse_and_validate(name):
     cfg = load_config(RUNS / name)
     assert isinstance(cfg, RunConfig)
@@ -135,6 +136,20 @@ def test_example_configs_say_what_they_promise():
     assert 32 <= vllm.sampling.samples_per_prompt <= 64
     server = load_config(RUNS / "server.toml")
     assert server.model.backend == "openai" and server.model.base_url == "http://127.0.0.1:8000/v1"
+
+
+@pytest.mark.parametrize("strategy, programs", [("rex", 6000), ("evolve", 1500), ("mix", 1500)])
+def test_strategy_configs_carry_the_anchor_budgets(strategy, programs):
+    cfg = load_config(RUNS / f"vllm-qwen-coder-7b-{strategy}.toml")
+    assert cfg.search.strategy.kind == strategy and cfg.model.backend == "vllm" and "7B" in cfg.model.model
+    b, s = cfg.budget, cfg.sampling
+    parts = [cfg.search.strategy] if strategy != "mix" else [cfg.search.strategy.rex, cfg.search.strategy.evolve]
+    per_refine = {p.refine_samples or s.samples_per_prompt for p in parts}
+    assert per_refine == {4}  # SOAR's completions per refinement prompt
+    planned = b.first_prompts * s.samples_per_prompt + (b.rounds - 1) * b.refine_prompts * 4
+    # The rounds can spend the whole budget (SOAR: 6,000 programs per task; ours: 1,500), and no more.
+    assert b.max_programs == programs <= planned
+    assert s.max_tokens + cfg.prompt.max_prompt_tokens <= cfg.model.max_model_len
 
 
 def test_every_field_has_a_description():
@@ -186,6 +201,7 @@ def test_hash_is_the_same_in_another_process():
     "seed=1", "sampling.temperature=0.7", "sampling.samples_per_prompt=9", "sampling.min_p=0.05",
     "budget.rounds=5", "prompt.encoding=\"other\"", "data.dataset=\"arc2:eval\"", "data.limit=3",
     "model.model=\"other\"", "model.dtype=\"bfloat16\"", "search.selection_c=5.0", "search.selection_c=0",
+    "search.strategy.c=5.0", "search.strategy=evolve", "search.strategy.islands=4", "search.strategy.refine_samples=4",
 ])
 def test_hash_changes_with_result_fields(override):
     assert config_hash(parse_config({}, [override])) != config_hash(RunConfig())
@@ -224,10 +240,41 @@ def test_hash_ignores_excluded_fields(dotted):
     assert config_hash(changed) == config_hash(base)
 
 
-def test_selection_c_comes_from_the_config_and_must_be_a_finite_non_negative_number(tmp_path):
-    assert RunConfig().search.selection_c == 20.0  # SOAR's C
-    assert parse_config({"search": {"selection_c": 3.5}}).search.selection_c == 3.5
+def test_rex_c_comes_from_the_config_and_must_be_a_finite_non_negative_number(tmp_path):
+    assert RunConfig().search.strategy.kind == "rex" and RunConfig().search.strategy.c == 20.0  # SOAR's C
+    assert parse_config({"search": {"strategy": {"kind": "rex", "c": 3.5}}}).search.strategy.c == 3.5
     for bad in ("-1.0", "inf", "nan"):
         with pytest.raises(ConfigError) as err:
-            parse_config({}, [f"search.selection_c={bad}"])
-        assert "search.selection_c" in str(err.value)
+            parse_config({}, [f"search.strategy.c={bad}"])
+        assert "search.strategy.c:" in str(err.value)
+
+
+def test_configs_written_before_strategies_still_load():
+    # Run directories hold configs with REX's C as search.selection_c; resume and replay must read them alike.
+    old = parse_config({"search": {"selection_c": 3.5}})
+    assert old.search.strategy.kind == "rex" and old.search.strategy.c == 3.5
+    assert old == parse_config({"search": {"strategy": {"kind": "rex", "c": 3.5}}})
+    with pytest.raises(ConfigError) as err:
+        parse_config({"search": {"selection_c": 3.5, "strategy": "evolve"}})
+    assert "selection_c is REX's C" in str(err.value)
+
+
+def test_a_strategy_is_chosen_by_kind_and_its_knobs_are_checked_by_their_dotted_path(tmp_path):
+    assert parse_config({}, ["search.strategy=evolve"]).search.strategy.kind == "evolve"
+    mix = parse_config({}, ["search.strategy=mix", "search.strategy.evolve_share=0.25", "search.strategy.rex.islands=4"])
+    assert mix.search.strategy.evolve_share == 0.25 and mix.search.strategy.rex.islands == 4
+    with pytest.raises(ConfigError) as err:
+        parse_config({}, ["search.strategy=evolve", "search.strategy.sharpnes=3", "search.strategy.crossover_rate=2"])
+    text = str(err.value)
+    # The tag of the union is not part of what the author wrote: paths read as in the TOML.
+    assert "search.strategy.sharpnes: unknown field; allowed here:" in text and "sharpness" in text
+    assert "search.strategy.crossover_rate:" in text
+    with pytest.raises(ConfigError) as err:
+        parse_config({}, ["search.strategy=beam"])
+    assert "search.strategy:" in str(err.value) and "'rex', 'evolve', 'mix'" in str(err.value)
+    # Every strategy survives the resolved-config round trip, nested tables included.
+    for kind in ("rex", "evolve", "mix"):
+        cfg = parse_config({}, [f"search.strategy={kind}"])
+        path = tmp_path / f"{kind}.toml"
+        path.write_text(config_to_toml(cfg))
+        assert load_config(path) == cfg
