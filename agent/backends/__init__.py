@@ -91,6 +91,9 @@ class ModelConfig(BaseModel):
         "'smollm2' for the embedded model's.",
     )
     tensor_parallel_size: int = Field(1, ge=1, description="vllm: GPUs to shard the model over.")
+    data_parallel_size: int = Field(
+        1, ge=1, description="vllm: engine replicas, each on tensor_parallel_size GPUs; requests are spread over them."
+    )
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="vllm: fraction of GPU memory vLLM may take.")
     max_model_len: Optional[int] = Field(None, ge=1, description="vllm: context length cap (None: the model's own).")
     enable_prefix_caching: bool = Field(True, description="vllm: reuse the KV cache of shared prompt prefixes.")
@@ -137,7 +140,10 @@ _BACKENDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "vllm": (
         "agent.backends.vllm_inprocess",
         "VLLMBackend",
-        ("dtype", "tensor_parallel_size", "gpu_memory_utilization", "max_model_len", "enable_prefix_caching"),
+        (
+            "dtype", "tensor_parallel_size", "data_parallel_size", "gpu_memory_utilization", "max_model_len",
+            "enable_prefix_caching",
+        ),
     ),
 }
 
