@@ -381,7 +381,7 @@ async def test_start_gives_up_on_a_model_that_never_loads_with_a_clear_message()
 async def test_samples_are_split_over_the_slots_from_props_and_counted_per_choice():
     with LlamaCppDouble(slots=2) as double:
         backend, completions = await _generate_against(double, SamplingParams(n=5, seed=7))
-    assert [r["n"] for r in double.requests] == [2, 2, 1]
+    assert sorted(r["n"] for r in double.requests) == [1, 2, 2]  # concurrent: any order
     assert sorted(r["seed"] for r in double.requests) == sorted([7, topup_seed(7, 1), topup_seed(7, 2)])
     assert len(completions) == 5
     # Each choice's own tokens, not the first choice's count repeated or split.
