@@ -91,6 +91,13 @@ class PromptConfig(_Strict):
         "model continues it (transformers and vLLM in-process, vLLM/SGLang servers; the openai chat endpoint of "
         "other servers may not support it). Extraction reads the prefill and the completion together.",
     )
+    library: Optional[str] = Field(
+        None,
+        description="A library of solved programs (written by `arcsynth export --library`): the `library_k` most "
+        "similar solved puzzles, with their programs, open every first prompt as worked examples (similarity: "
+        "agent/library.py). A puzzle whose train inputs are the task's own is never shown.",
+    )
+    library_k: int = Field(2, ge=1, description="Library examples shown in each first prompt (fewer when the prompt must shrink).")
     offer_scipy: Optional[bool] = Field(
         None,
         description="Tell the model that scipy.ndimage may be imported. Unset = whether scipy is installed when the "

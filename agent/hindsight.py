@@ -41,9 +41,27 @@ def _chars_div_4(messages: Any) -> int:
 
 def hindsight_records(run_dir: Path) -> Iterator[dict[str, Any]]:
     """The fine-tuning records of one run, task by task in trace order."""
+    cfg = None
+    for task, sources, verdicts in _run_tasks(Path(run_dir)):
+        cfg = cfg or load_config(Path(run_dir) / "config.toml")
+        seen: set[str] = set()
+        for v in verdicts:
+            if v.program_id not in sources:
+                continue
+            record = _record(task, v, sources[v.program_id], cfg)
+            if record is None:
+                continue
+            key = json.dumps(record["task"], sort_keys=True)
+            if key in seen:
+                continue
+            seen.add(key)
+            yield record
+
+
+def _run_tasks(run_dir: Path) -> Iterator[tuple[Task, dict[str, str], list[VerdictEvent]]]:
+    """Per task of the run (its last attempt): the task, its programs' sources, its verdicts."""
     from arcsynth.datasets import DatasetError, load_dataset
 
-    run_dir = Path(run_dir)
     trace = run_dir / "trace.jsonl"
     if not trace.is_file():
         raise HindsightError(f"{run_dir} is not a run directory: it has no trace.jsonl")
@@ -55,18 +73,20 @@ def hindsight_records(run_dir: Path) -> Iterator[dict[str, Any]]:
     for task_id, events in last_attempts(read_trace(trace)).items():
         if task_id not in dataset:
             continue
-        task = dataset.get(task_id)
         sources = {e.program_id: e.source for e in events if isinstance(e, ProgramEvent) and e.status == "ok" and e.source}
-        seen: set[str] = set()
-        for v in (e for e in events if isinstance(e, VerdictEvent) and e.program_id in sources):
-            record = _record(task, v, sources[v.program_id], cfg)
-            if record is None:
-                continue
-            key = json.dumps(record["task"], sort_keys=True)
-            if key in seen:
-                continue
-            seen.add(key)
-            yield record
+        yield dataset.get(task_id), sources, [e for e in events if isinstance(e, VerdictEvent)]
+
+
+def library_records(run_dir: Path) -> Iterator[dict[str, Any]]:
+    """One library record per task of the run that some program solved (passed every train
+    pair): the task's train pairs and the shortest passing program (agent.library)."""
+    from agent.library import library_record
+
+    for task, sources, verdicts in _run_tasks(Path(run_dir)):
+        passing = [v.program_id for v in verdicts if v.all_train_pass and v.program_id in sources]
+        if passing:
+            best = min(passing, key=lambda pid: (len(sources[pid]), pid))
+            yield library_record(task, sources[best], best)
 
 
 def _record(task: Task, v: VerdictEvent, source: str, cfg: Any) -> dict[str, Any] | None:

@@ -19,7 +19,7 @@ from agent.seeds import derive_seed
 from agent.strategies import ParentChoice, make_strategy
 from agent.trace import CompletionEvent, ParentPick, ParentsEvent, ProgramEvent, PromptEvent, RejectedEvent, VerdictEvent
 from arcsynth.task import Task
-from prompts import Parent, Prompt, PromptTooLong, build_first_prompt, build_refine_prompt
+from prompts import LibraryExample, Parent, Prompt, PromptTooLong, build_first_prompt, build_refine_prompt
 
 if TYPE_CHECKING:
     from agent.loop import SolveContext
@@ -89,6 +89,7 @@ class TaskSearch:
         )
         self.pool = CandidatePool()
         self.strategy = make_strategy(ctx.config.search.strategy)
+        self.library = self._library_examples()
         self.n_programs = 0
         self.prompt_tokens = 0
         self.completion_tokens = 0
@@ -174,13 +175,21 @@ class TaskSearch:
         ))
         return reject
 
+    def _library_examples(self) -> list[LibraryExample]:
+        p = self.ctx.config.prompt
+        if not p.library:
+            return []
+        from agent.library import read_library
+
+        return [LibraryExample(e.task, e.source) for e in read_library(p.library).nearest(self.task, p.library_k)]
+
     def _first_prompt(self, shuffle_seed: int | None) -> Prompt:
         p = self.ctx.config.prompt
         return build_first_prompt(
             self.task, encoding=p.encoding, max_prompt_tokens=p.max_prompt_tokens,
             count_tokens=self.ctx.backend.count_tokens, templates_dir=p.templates_dir,
             shuffle_seed=shuffle_seed, show_test_inputs=p.show_test_inputs, scipy_available=p.offer_scipy,
-            code_only=p.style == "code", prefill=p.prefill,
+            code_only=p.style == "code", prefill=p.prefill, library=self.library,
         )
 
     def _refine_prompt(self, choice: ParentChoice, shuffle_seed: int) -> Prompt:

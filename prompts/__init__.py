@@ -2,6 +2,7 @@
 
 from prompts.builder import (
     CountTokens,
+    LibraryExample,
     Parent,
     Prompt,
     PromptTooLong,

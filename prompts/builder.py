@@ -5,6 +5,7 @@ every prompt is counted in the model's own tokens and, when it is too long,
 shrunk by a fixed sequence of steps, each recorded in ``Prompt.shrink_steps``:
 
 first attempt
+  0. drop library examples (solved similar puzzles), least similar first
   1. compact encoding (lossless: the same grids in fewer tokens)
   2. hide the test inputs
   3. drop train pairs, largest first, keeping at least one
@@ -65,6 +66,14 @@ class Parent(BaseModel):
     verdict: CandidateVerdict = Field(description="Its verdict on the task's train (and test) inputs.")
 
 
+@dataclass(frozen=True)
+class LibraryExample:
+    """A solved puzzle shown as a worked example: its train pairs and a program that solves them."""
+
+    task: Task
+    source: str
+
+
 class Prompt(BaseModel):
     """A rendered chat prompt and what went into it."""
 
@@ -79,6 +88,7 @@ class Prompt(BaseModel):
         default_factory=list, description="Indices into the `parents` argument of the programs shown, in the order shown."
     )
     feedback_detail: Optional[FeedbackDetail] = Field(None, description="full | diff | summary (refinement only).")
+    library_shown: list[int] = Field(default_factory=list, description="Indices of the library examples shown (first prompts).")
     shrink_steps: list[str] = Field(default_factory=list, description="Every step taken to fit the budget, in order.")
 
 
@@ -91,6 +101,7 @@ class _Plan:
     show_tests: bool
     parents: tuple[int, ...] = ()  # indices into the best-first parent list
     detail: FeedbackDetail = "full"
+    library: tuple[int, ...] = ()  # indices into the library examples, most similar first
 
 
 def _scipy_available() -> bool:
@@ -188,7 +199,13 @@ def _feedback_diff_to_summary(task: Task, plan: _Plan, parents: list[Parent]):
     return replace(plan, detail="summary"), "feedback detail diff -> summary"
 
 
-_FIRST_STEPS = (_compact_encoding, _hide_tests, _drop_largest_pair)
+def _drop_library_example(task: Task, plan: _Plan, parents: list[Parent]):
+    if not plan.library:
+        return None
+    return replace(plan, library=plan.library[:-1]), f"dropped library example {len(plan.library)}"
+
+
+_FIRST_STEPS = (_drop_library_example, _compact_encoding, _hide_tests, _drop_largest_pair)
 _REFINE_STEPS = (_feedback_full_to_diff, _drop_worst_parent, _feedback_diff_to_summary) + _FIRST_STEPS
 
 
@@ -220,6 +237,7 @@ def _fit(
                 test_inputs_shown=plan.show_tests,
                 parents_shown=list(plan.parents),
                 feedback_detail=plan.detail if kind == "refine" else None,
+                library_shown=list(plan.library),
                 shrink_steps=steps,
             )
         for step in steps_available:
@@ -262,19 +280,37 @@ def build_first_prompt(
     scipy_available: bool | None = None,
     code_only: bool = False,
     prefill: str | None = None,
+    library: list[LibraryExample] | None = None,
 ) -> Prompt:
     """The prompt for a first attempt at ``task``, shrunk to ``max_prompt_tokens``.
 
     ``shuffle_seed`` shuffles the train pair order (None keeps the task order);
-    ``scipy_available`` defaults to whether scipy is importable here.
+    ``scipy_available`` defaults to whether scipy is importable here; ``library``
+    (most similar first) are solved puzzles shown before the task as worked examples.
     Raises :class:`PromptTooLong`, ``UnknownEncoding`` or ``PromptTemplateError``.
     """
     get_encoding(encoding)  # an unknown name fails before any rendering
     scipy_ok = _scipy_available() if scipy_available is None else scipy_available
-    plan = _Plan(encoding=encoding, shown=_display_order(task, shuffle_seed), show_tests=show_test_inputs)
+    library = list(library or [])
+    plan = _Plan(encoding=encoding, shown=_display_order(task, shuffle_seed), show_tests=show_test_inputs,
+                 library=tuple(range(len(library))))
 
     def render_plan(p: _Plan) -> list[Message]:
         ctx = _context(task, p, scipy_ok, code_only)
+        enc = ctx["encoding"]
+        ctx["library"] = [
+            {
+                "number": k,
+                "pairs": [
+                    {"input": enc.encode(q.input), "input_shape": shape_str(q.input),
+                     "output": enc.encode(q.output), "output_shape": shape_str(q.output)}
+                    for q in library[j].task.train
+                ],
+                "source": library[j].source.strip(),
+                "fence": "````" if "```" in library[j].source else "```",
+            }
+            for k, j in enumerate(p.library, start=1)
+        ]
         return _messages(render("system.j2", templates_dir, **ctx), render("first.j2", templates_dir, **ctx), system_message, prefill)
 
     return _fit("first", task, plan, [], render_plan, _FIRST_STEPS, max_prompt_tokens, count_tokens)

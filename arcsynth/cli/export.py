@@ -1,10 +1,11 @@
-"""`arcsynth export RUN_DIR... --hindsight OUT.jsonl`: fine-tuning records from runs."""
+"""`arcsynth export RUN_DIR... --hindsight OUT.jsonl --library LIB.jsonl`: what runs found, for reuse."""
 
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -13,25 +14,50 @@ from arcsynth.cli.common import fail
 
 def export(
     runs: list[Path] = typer.Argument(..., help="Run directories written by `arcsynth solve`."),
-    hindsight: Path = typer.Option(..., "--hindsight", help="Write chat-format fine-tuning records (JSON lines, the TRL/Unsloth `messages` convention) here."),
+    hindsight: Optional[Path] = typer.Option(None, "--hindsight", help="Write chat-format fine-tuning records (JSON lines, the TRL/Unsloth `messages` convention) here."),
+    library: Optional[Path] = typer.Option(None, "--library", help="Write the solved tasks with a program each (JSON lines) here, for `prompt.library`."),
 ) -> None:
-    """Export every verified program as a fine-tuning record: solved tasks as they are, other
-    programs relabelled onto the outputs they compute (crashes, timeouts and the identity are
-    dropped; one program per behaviour and task)."""
+    """Export what runs found. --hindsight: every verified program as a fine-tuning record, solved
+    tasks as they are, other programs relabelled onto the outputs they compute (crashes, timeouts
+    and the identity are dropped; one program per behaviour and task). --library: one record per
+    solved task (its train pairs and its shortest passing program), offered to new tasks as worked
+    examples by `prompt.library`."""
     from agent.config import ConfigError
-    from agent.hindsight import HindsightError, hindsight_records
+    from agent.hindsight import HindsightError, hindsight_records, library_records
 
-    counts = {"solved": 0, "relabelled": 0}
-    tmp = hindsight.with_name(f".{hindsight.name}.tmp-{os.getpid()}")
+    if hindsight is None and library is None:
+        fail("nothing to export: give --hindsight OUT.jsonl, --library OUT.jsonl or both")
+    if hindsight is not None and library is not None and hindsight.resolve() == library.resolve():
+        fail("--hindsight and --library name the same file")
+    written: list[tuple[Path, str]] = []
+    tmps: list[Path] = []
     try:
-        with open(tmp, "w", encoding="utf-8") as out:
-            for run in runs:
-                for record in hindsight_records(run):
-                    out.write(json.dumps(record) + "\n")
-                    counts[record["kind"]] += 1
-        os.replace(tmp, hindsight)  # a failed export leaves no half-written file
+        for out, make, describe in (
+            (hindsight, hindsight_records, _describe_hindsight),
+            (library, library_records, lambda counts: f"{counts['records']} solved tasks"),
+        ):
+            if out is None:
+                continue
+            tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+            tmps.append(tmp)
+            counts = {"records": 0, "solved": 0, "relabelled": 0}
+            with open(tmp, "w", encoding="utf-8") as f:
+                for run in runs:
+                    for record in make(run):
+                        f.write(json.dumps(record) + "\n")
+                        counts["records"] += 1
+                        if "kind" in record:
+                            counts[record["kind"]] += 1
+            written.append((tmp, f"{out}: {describe(counts)} from {len(runs)} run(s)"))
+        for (tmp, _), out in zip(written, [o for o in (hindsight, library) if o is not None]):
+            os.replace(tmp, out)  # a failed export leaves no half-written file
     except (HindsightError, ConfigError, OSError) as e:
-        tmp.unlink(missing_ok=True)
+        for tmp in tmps:
+            tmp.unlink(missing_ok=True)
         fail(str(e))
-    typer.echo(f"{hindsight}: {counts['solved'] + counts['relabelled']} records "
-               f"({counts['solved']} solved, {counts['relabelled']} relabelled) from {len(runs)} run(s)")
+    for _, line in written:
+        typer.echo(line)
+
+
+def _describe_hindsight(counts: dict[str, int]) -> str:
+    return f"{counts['records']} records ({counts['solved']} solved, {counts['relabelled']} relabelled)"

@@ -413,6 +413,13 @@ def run_solve(
         raise SolveFailure(str(e)) from None
     except RunDirError as e:
         raise SolveFailure(str(e)) from None
+    if cfg.prompt.library:
+        from agent.library import LibraryError, read_library
+
+        try:
+            read_library(cfg.prompt.library)  # a bad library stops the run before it starts, not each task
+        except LibraryError as e:
+            raise SolveFailure(f"prompt.library: {e}") from None
 
     dataset, tasks = select_run_tasks(cfg)
     created_here = resume is None and (out is None or not out.exists())

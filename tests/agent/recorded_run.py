@@ -53,8 +53,9 @@ def source_config(task_ids: list[str], **overrides: object) -> RunConfig:
     return parse_config(tree, [f"{k}={v}" for k, v in overrides.items()])
 
 
-def make_scripted_run(path: Path, task_ids: list[str] = SMALL_TASKS, cfg: RunConfig | None = None) -> Path:
-    """Record a whole run into ``path`` with the scripted model; returns ``path``."""
+def make_scripted_run(path: Path, task_ids: list[str] = SMALL_TASKS, cfg: RunConfig | None = None,
+                      backend: ScriptedBackend | None = None) -> Path:
+    """Record a whole run into ``path`` with the scripted model (or ``backend``); returns ``path``."""
     from arcsynth.cli.solve import execute_run, select_run_tasks
 
     cfg = cfg or source_config(list(task_ids))
@@ -63,5 +64,5 @@ def make_scripted_run(path: Path, task_ids: list[str] = SMALL_TASKS, cfg: RunCon
     rd.write_config(config_to_toml(cfg))
     rd.write_args(["make_scripted_run"])
     asyncio.run(execute_run(cfg, rd, tasks, argv=["make_scripted_run"], resumed=False,
-                            dataset_name=dataset.name, live=False, backend=ScriptedBackend(script)))
+                            dataset_name=dataset.name, live=False, backend=backend or ScriptedBackend(script)))
     return path

@@ -185,6 +185,23 @@ def test_refine_prompt_shows_parents_best_first_with_source_and_feedback(arc_tas
     assert "Example 3: wrong output:" in text and "Example 1: correct." in text
 
 
+def test_a_focus_details_only_that_batch_of_failures_and_crossover_asks_to_combine(arc_task):
+    task = arc_task("0a938d79")
+    a = Parent(source="def transform(grid):\n    return grid  # a", verdict=verdict_with(task, {0}))
+    b = Parent(source="def transform(grid):\n    return grid  # b", verdict=verdict_with(task, {1}))
+    p = refine(task, [a, b], max_parents=2, focus=[2])
+    text = text_of(p)
+    # Pair 2 (Example 3, pairs in task order) is detailed for each parent; pair 3 gets one line.
+    assert text.count("Example 3: wrong output:") == 2 and text.count("Cell diff") == 2
+    assert text.count("Example 4: wrong output:") == 2 and "Combine their ideas" not in text
+    whole = refine(task, [a, b], max_parents=2)
+    assert text_of(whole).count("Cell diff") == 6
+    crossed = refine(task, [a, b], max_parents=2, crossover=True)
+    assert "Combine their ideas into one program" in text_of(crossed)
+    # Crossover needs two programs shown: with one, the prompt is a plain refinement.
+    assert "Combine their ideas" not in text_of(refine(task, [a, b], max_parents=1, crossover=True))
+
+
 def test_refine_shrinks_feedback_then_parents_then_summary(arc_task):
     task = arc_task("0a938d79")
     # Parent k passes pairs 0..k, so the best is the last one.
