@@ -33,8 +33,10 @@ import random
 import resource
 import select
 import signal
+import sys
 import time
 import traceback
+import types
 
 import numpy as np
 
@@ -347,7 +349,13 @@ def run_candidate(rfd: int, wfd: int, source: str, npairs: int) -> None:
     try:
         linecache.cache["<candidate>"] = (len(source), None, source.splitlines(True), "<candidate>")
         code = compile(source, "<candidate>", "exec")
-        ns: dict = {"__name__": "__candidate__", "__builtins__": builtins}
+        # A real module, registered under its name: @dataclass, enum, typing
+        # and pickle look a class's module up in sys.modules. The child runs
+        # this one program only, so the entry goes with it.
+        module = types.ModuleType("__candidate__")
+        module.__dict__["__builtins__"] = builtins
+        sys.modules["__candidate__"] = module
+        ns: dict = module.__dict__
         exec(code, ns)
         fn = ns.get("transform")
         if not callable(fn):
