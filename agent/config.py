@@ -172,6 +172,8 @@ HASH_EXCLUDED: dict[str, str] = {
     "model.concurrency": "requests in flight",
     "model.request_timeout_s": "how long to wait for a server",
     "model.max_retries": "retries of failed requests",
+    "model.retry_window_s": "how long failed requests are retried",
+    "model.startup_timeout_s": "how long to wait for a server loading its model",
     "model.api_key_env": "credentials",
     "model.base_url": "where the server listens, not what it serves",
     "model.replay_dir": "a path; the replayed run is recorded in provenance",

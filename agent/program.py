@@ -45,7 +45,7 @@ import textwrap
 from dataclasses import dataclass
 from typing import Literal, Optional
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 ExtractionStatus = Literal["ok", "no_code", "no_transform", "syntax_error"]
 
@@ -67,6 +67,14 @@ class Extraction(BaseModel):
     )
     detail: str = Field("", description="What was found or wrong, readable by a person and by the model in a retry.")
     renamed_from: Optional[str] = Field(None, description="The function used as transform when the model named it otherwise.")
+    # The parse of ``source`` (status ok) that extraction made anyway: hashing reuses it.
+    _tree: Optional[ast.Module] = PrivateAttr(None)
+
+    def source_hash(self) -> str:
+        """:func:`program_hash` of ``source``, without parsing it again where extraction already did."""
+        if self.source is None:
+            raise ValueError("no source to hash")
+        return program_hash(self.source, tree=self._tree)
 
 
 @dataclass
@@ -76,6 +84,15 @@ class _Block:
     closed: bool
     tree: Optional[ast.Module] = None
     error: Optional[BaseException] = None
+    _free: Optional[set[str]] = None
+
+    @property
+    def free_names(self) -> set[str]:
+        """:func:`_free_names` of the tree, computed once (a walk over every node)."""
+        if self._free is None:
+            assert self.tree is not None
+            self._free = _free_names(self.tree)
+        return self._free
 
 
 def _parse(code: str) -> tuple[Optional[ast.Module], Optional[BaseException]]:
@@ -200,27 +217,30 @@ def _syntax_detail(error: BaseException, code: str) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def _merge_helpers(blocks: list[_Block], chosen: int) -> tuple[str, int]:
-    """The chosen block with the helper blocks it needs prepended, and how many were merged."""
-    tree = blocks[chosen].tree
-    assert tree is not None
-    needed = _free_names(tree)
+def _merge_helpers(blocks: list[_Block], chosen: int) -> list[int]:
+    """The blocks of the program, in reply order: the helper blocks the chosen one needs, then it."""
+    assert blocks[chosen].tree is not None
+    helpers = [k for k, b in enumerate(blocks) if k != chosen and b.tree is not None and not _defines(b.tree, ENTRY_NAME)]
+    if not helpers:  # the common case, one block: no walk over the tree for free names
+        return [chosen]
+    needed = set(blocks[chosen].free_names)
     provided: set[str] = set()
     merged: set[int] = set()
     changed = True
     while changed:
         changed = False
-        for k, b in enumerate(blocks):
-            if k == chosen or k in merged or b.tree is None or _defines(b.tree, ENTRY_NAME):
+        for k in helpers:
+            if k in merged:
                 continue
+            b = blocks[k]
+            assert b.tree is not None
             names = _top_level_names(b.tree)
             if names & (needed - provided):
                 merged.add(k)
                 provided |= names
-                needed |= _free_names(b.tree)
+                needed |= b.free_names
                 changed = True
-    order = sorted(merged) + [chosen]
-    return "\n\n".join(blocks[k].code for k in order), len(merged)
+    return sorted(merged) + [chosen]
 
 
 def _cut_notes(finish_reason: Optional[str], closed: bool = True) -> str:
@@ -240,14 +260,51 @@ def _lines(*parts: str) -> str:
     return "\n".join(p for p in parts if p)
 
 
-def _ok(source: str, msgs: list[str], renamed_from: Optional[str] = None) -> Extraction:
-    tree, _ = _parse(source)
+_NP_WORD = re.compile(r"\bnp\b")
+
+
+def _uses_np_unbound(tree: ast.Module, source: str, free: Optional[set[str]]) -> bool:
+    """Whether the program uses ``np`` without binding it (then it gets the import)."""
+    if not _NP_WORD.search(source):
+        return False  # no `np` anywhere: no walk over the tree needed
+    if "np" in _top_level_names(tree):
+        return False  # imported or assigned at top level
+    return "np" in (free if free is not None else _free_names(tree))
+
+
+def _ok(blocks: list[_Block], order: list[int], msgs: list[str], renamed_from: Optional[str] = None) -> Extraction:
+    """The program made of ``blocks[k] for k in order`` (plus the alias of a renamed entry point)."""
+    source = "\n\n".join(blocks[k].code for k in order)
+    tree: Optional[ast.Module]
+    free: Optional[set[str]] = None
+    if len(order) == 1:
+        # One block: its parse is the program's; nothing is parsed twice.
+        block = blocks[order[0]]
+        tree = block.tree
+        free = block._free
+    else:
+        tree, _ = _parse(source)
+    if renamed_from is not None:
+        source = f"{source}\n\n\n{ENTRY_NAME} = {renamed_from}\n"
+        if tree is not None:
+            alias = ast.parse(f"{ENTRY_NAME} = {renamed_from}")
+            tree = ast.Module(body=[*tree.body, *alias.body], type_ignores=[])
     # The prompt contract promises numpy as `np`; the sandbox runs the source as
     # written, so a program that relies on the promise gets the import here.
-    if tree is not None and "np" in _free_names(tree):
+    if tree is not None and _uses_np_unbound(tree, source, free):
         source = "import numpy as np\n\n" + source
         msgs = msgs + ["Added `import numpy as np`."]
-    return Extraction(status="ok", source=source, detail=_join(*msgs), renamed_from=renamed_from)
+        tree = ast.Module(body=[*ast.parse("import numpy as np").body, *tree.body], type_ignores=[])
+    ext = Extraction(status="ok", source=source, detail=_join(*msgs), renamed_from=renamed_from)
+    if tree is not None and len(order) == 1 and not _has_future_import(tree):
+        # The tree is exactly what parsing ``source`` gives (a __future__ import after
+        # the added numpy import would not parse: that case is left to program_hash).
+        ext._tree = tree
+    return ext
+
+
+def _has_future_import(tree: ast.Module) -> bool:
+    return any(isinstance(node, ast.ImportFrom) and node.module == "__future__" for node in tree.body)
 
 
 def _cut_unfinished_tail(code: str) -> Optional[tuple[str, int]]:
@@ -293,7 +350,8 @@ def _from_blocks(blocks: list[_Block], notes: list[str], finish_reason: Optional
     ]
     if defining:
         chosen = defining[-1]
-        source, n_merged = _merge_helpers(blocks, chosen)
+        order = _merge_helpers(blocks, chosen)
+        n_merged = len(order) - 1
         msgs = [prefix]
         if len(blocks) > 1:
             msgs.append(f"Used code block {chosen + 1} of {len(blocks)}.")
@@ -303,7 +361,7 @@ def _from_blocks(blocks: list[_Block], notes: list[str], finish_reason: Optional
         if later_broken:
             k = later_broken[-1]
             msgs.append(f"A later block ({k + 1}) defining transform did not parse ({_syntax_detail(blocks[k].error, blocks[k].code)}).")
-        return _ok(source, msgs)
+        return _ok(blocks, order, msgs)
 
     if broken_transform:
         b = blocks[broken_transform[-1]]
@@ -319,12 +377,11 @@ def _from_blocks(blocks: list[_Block], notes: list[str], finish_reason: Optional
         name, candidates = _entry_alias(b.tree)
         seen_functions = candidates + seen_functions
         if name is not None:
-            source, n_merged = _merge_helpers(blocks, k)
-            source = f"{source}\n\n\n{ENTRY_NAME} = {name}\n"
+            order = _merge_helpers(blocks, k)
             msgs = [prefix, f"No function named transform; used `{name}` as transform."]
-            if n_merged:
-                msgs.append(f"Merged {n_merged} helper block(s) it uses.")
-            return _ok(source, msgs, renamed_from=name)
+            if len(order) > 1:
+                msgs.append(f"Merged {len(order) - 1} helper block(s) it uses.")
+            return _ok(blocks, order, msgs, renamed_from=name)
 
     broken = [b for b in blocks if b.tree is None]
     if broken:
@@ -425,33 +482,68 @@ def extract_program(text: str, *, finish_reason: Optional[str] = None) -> Extrac
         return Extraction(status="no_code", detail=f"Could not extract a program ({type(e).__name__}: {e}).")
 
 
-class _StripDocstrings(ast.NodeTransformer):
-    def _strip(self, node):
-        self.generic_visit(node)
-        body = node.body
-        if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
-            node.body = body[1:] or [ast.Pass()]
-        return node
-
-    visit_Module = visit_FunctionDef = visit_AsyncFunctionDef = visit_ClassDef = _strip
+_WITH_DOCSTRING = (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+# Statement fields that hold statements: where a def or class can be nested.
+_BODY_FIELDS = ("body", "orelse", "finalbody", "handlers", "cases")
 
 
-def normalise_source(source: str) -> str:
+def _docstringless(body: list[ast.stmt], owner: ast.AST) -> list[ast.stmt]:
+    """``body`` with the docstrings of ``owner`` and of every def and class in it removed (a copy where changed)."""
+    out = body
+    if isinstance(owner, _WITH_DOCSTRING) and body and isinstance(body[0], ast.Expr) \
+            and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+        out = body[1:] or [ast.Pass()]
+    for node in out:
+        for name in _BODY_FIELDS:
+            inner = getattr(node, name, None)
+            if inner:  # statements only: expressions hold no docstrings, so they are not visited
+                if name in ("handlers", "cases"):
+                    for clause in inner:
+                        clause.body = _docstringless(clause.body, clause)
+                else:
+                    setattr(node, name, _docstringless(inner, node))
+    return out
+
+
+def _normal_form(tree: ast.Module) -> str:
+    """``ast.unparse`` of ``tree`` without docstrings; modifies ``tree``."""
+    tree.body = _docstringless(tree.body, tree)
+    return ast.unparse(tree)
+
+
+def normalise_source(source: str, *, tree: Optional[ast.Module] = None) -> str:
     """A normal form of a program: docstrings and comments gone, formatting canonical.
 
     Programs that differ only in formatting, comments or docstrings map to the
     same string. Code that does not parse falls back to its non-blank lines
-    with trailing whitespace removed.
+    with trailing whitespace removed. ``tree``, when given, must be the parse of
+    ``source`` (it saves parsing again) and is modified.
     """
-    tree, _ = _parse(source)
+    if tree is None:
+        tree, _ = _parse(source)
     if tree is not None:
         try:
-            return ast.unparse(_StripDocstrings().visit(tree))
+            return _normal_form(tree)
         except (RecursionError, ValueError, MemoryError):
             pass
     return "\n".join(line.rstrip() for line in source.replace("\r\n", "\n").split("\n") if line.strip())
 
 
-def program_hash(source: str) -> str:
-    """Identity of a program for deduplication: sha256 of its normal form, 16 hex characters."""
-    return hashlib.sha256(normalise_source(source).encode("utf-8")).hexdigest()[:16]
+# Hashes of recent sources: a model repeats its favourite programs word for word, and a
+# repeat then costs one dict lookup instead of a parse and an unparse.
+_RECENT_HASHES: dict[str, str] = {}
+_RECENT_MAX = 4096
+
+
+def program_hash(source: str, *, tree: Optional[ast.Module] = None) -> str:
+    """Identity of a program for deduplication: sha256 of its normal form, 16 hex characters.
+
+    ``tree``: the parse of ``source`` where the caller has it (it is modified).
+    """
+    h = _RECENT_HASHES.get(source)
+    if h is None:
+        h = hashlib.sha256(normalise_source(source, tree=tree).encode("utf-8")).hexdigest()[:16]
+        if len(_RECENT_HASHES) >= _RECENT_MAX:
+            _RECENT_HASHES.clear()  # a bound, not a policy: recent repeats refill it at once
+        _RECENT_HASHES[source] = h
+    return h

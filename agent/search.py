@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Iterable, Iterator, Literal
 from agent.backends.base import Completion, SamplingParams
 from agent.budget import BudgetExhausted, EnoughPassing, StopSolving, TaskBudget
 from agent.candidate import Behaviour, Candidate, CandidatePool
-from agent.program import extract_program, program_hash
+from agent.program import extract_program
 from agent.seeds import derive_seed
 from agent.selection import select_parents
 from agent.trace import CompletionEvent, ProgramEvent, PromptEvent, VerdictEvent
@@ -249,7 +249,7 @@ class TaskSearch:
         if ext.status != "ok" or ext.source is None:
             self.emit(ProgramEvent(**common, status=ext.status, detail=ext.detail or "", source=ext.source))
             return None
-        h = program_hash(ext.source)
+        h = ext.source_hash()
         dup = self.pool.claim(h, program_id)
         self.emit(ProgramEvent(**common, status="ok", detail=ext.detail or "", source=ext.source, program_hash=h, duplicate_of=dup))
         if dup is not None:

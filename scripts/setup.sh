@@ -124,4 +124,9 @@ for extra in ${ARCSYNTH_MODELS:-}; do
     *) echo "error: ARCSYNTH_MODELS: unknown embedded model '$extra' (known: qwen2.5-coder-1.5b)" >&2; exit 1 ;;
   esac
 done
+# The tests against a real llama.cpp server need `llama-server`, compiled once for this
+# machine (minutes; reused afterwards). Without it those tests are skipped, saying why.
+if [[ ",$extras," == *",test,"* ]]; then
+  bash scripts/llama_server.sh >/dev/null || say "llama-server could not be built (above): its tests will be skipped"
+fi
 say "ready: $VENV/bin/arcsynth"

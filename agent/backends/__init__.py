@@ -9,11 +9,11 @@ from __future__ import annotations
 import importlib
 import re
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from agent.backends.base import Backend, BackendError, Completion, Message, SamplingParams
+from agent.backends.base import OWN_REQUEST_FIELDS, Backend, BackendError, Completion, Message, SamplingParams
 from agent.backends.embedded import DEFAULT_MODEL, resolve_embedded_model
 
 __all__ = [
@@ -86,13 +86,41 @@ class ModelConfig(BaseModel):
     )
     concurrency: int = Field(16, ge=1, description="openai: most HTTP requests in flight at once.")
     request_timeout_s: float = Field(600.0, gt=0, description="openai: timeout of one HTTP request, seconds.")
-    max_retries: int = Field(4, ge=0, description="openai: retries on 5xx, 429, timeouts and dropped connections.")
+    max_retries: int = Field(
+        4, ge=0,
+        description="openai: retries on 5xx, 429, timeouts and dropped connections (at least this many; "
+        "retry_window_s may allow more).",
+    )
+    retry_window_s: float = Field(
+        180.0, ge=0,
+        description="openai: a failing request is retried for at least this many seconds from its first try, so "
+        "a server restarting or reloading its model does not fail the run; 0: max_retries alone decides.",
+    )
+    startup_timeout_s: float = Field(
+        600.0, ge=0,
+        description="openai: how long the start waits for a server that answers '503 Loading model' on /health "
+        "(llama.cpp's server while it loads) before giving up.",
+    )
+    max_n_per_request: Optional[int] = Field(
+        None, ge=1,
+        description="openai: most samples asked for in one request; unset: as many as the server takes (llama.cpp's "
+        "server: its slot count, read from /props, or the limit its error names).",
+    )
+    extra_body: dict[str, Any] = Field(
+        default_factory=dict,
+        description="openai: server-specific request fields sent with every request, e.g. {repeat_penalty = 1.1} or "
+        "{grammar = '...'} for llama.cpp; not the fields the run sets itself (model, messages, prompt, n, seed and "
+        "the [sampling] settings).",
+    )
     tokenizer: Optional[str] = Field(
         None,
         description="openai: local tokenizer folder for counting tokens and rendering plain-completion prompts; "
         "'smollm2' for the embedded model's.",
     )
     tensor_parallel_size: int = Field(1, ge=1, description="vllm: GPUs to shard the model over.")
+    data_parallel_size: int = Field(
+        1, ge=1, description="vllm: engine replicas, each on tensor_parallel_size GPUs; requests are spread over them."
+    )
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="vllm: fraction of GPU memory vLLM may take.")
     max_model_len: Optional[int] = Field(None, ge=1, description="vllm: context length cap (None: the model's own).")
     enable_prefix_caching: bool = Field(True, description="vllm: reuse the KV cache of shared prompt prefixes.")
@@ -112,6 +140,17 @@ class ModelConfig(BaseModel):
             return None
         if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
             raise ValueError(f"api_key_env must be the NAME of an environment variable (letters, digits, _), not {value!r}")
+        return value
+
+    @field_validator("extra_body")
+    @classmethod
+    def _check_extra_body(cls, value: dict[str, Any]) -> dict[str, Any]:
+        taken = sorted(set(value) & OWN_REQUEST_FIELDS)
+        if taken:
+            raise ValueError(
+                f"extra_body may not set {', '.join(repr(k) for k in taken)}: the run sets "
+                f"{'it' if len(taken) == 1 else 'them'} (sampling settings go in [sampling])"
+            )
         return value
 
     @field_validator("base_url")
@@ -134,12 +173,18 @@ _BACKENDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "openai": (
         "agent.backends.openai_server",
         "OpenAIBackend",
-        ("base_url", "endpoint", "api_key_env", "concurrency", "request_timeout_s", "max_retries", "tokenizer"),
+        (
+            "base_url", "endpoint", "api_key_env", "concurrency", "request_timeout_s", "max_retries", "tokenizer",
+            "retry_window_s", "startup_timeout_s", "max_n_per_request", "extra_body",
+        ),
     ),
     "vllm": (
         "agent.backends.vllm_inprocess",
         "VLLMBackend",
-        ("dtype", "tensor_parallel_size", "gpu_memory_utilization", "max_model_len", "enable_prefix_caching"),
+        (
+            "dtype", "tensor_parallel_size", "data_parallel_size", "gpu_memory_utilization", "max_model_len",
+            "enable_prefix_caching",
+        ),
     ),
 }
 

@@ -43,6 +43,13 @@ class SamplingParams(BaseModel):
         return fields
 
 
+# Request fields a server backend sets itself: the sampling settings above, and what
+# says which model, prompt and continuation. `model.extra_body` may not override them.
+OWN_REQUEST_FIELDS = frozenset(SamplingParams.model_fields) | {
+    "model", "messages", "prompt", "stream", "continue_final_message", "add_generation_prompt",
+}
+
+
 class Completion(BaseModel):
     """One sampled completion and what it cost."""
 

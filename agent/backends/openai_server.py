@@ -7,6 +7,8 @@ import hashlib
 import math
 import os
 import random
+import re
+import sys
 import time
 import weakref
 from typing import Any, Literal
@@ -33,6 +35,11 @@ _BACKOFF_BASE_S = 0.5
 _BACKOFF_CAP_S = 30.0
 # Rounds of top-up requests for servers that return fewer than n choices; each round must make progress.
 _MAX_TOPUP_ROUNDS = 64
+# How often the start polls a server that is still loading its model.
+_LOADING_POLL_S = 0.5
+# llama.cpp's server refuses an `n` above its slot count with HTTP 400
+# "Field 'n': Value must be between 1 <= value <= 4": the bound it names is its limit.
+_N_LIMIT_ERROR = re.compile(r"""['"]?\bn\b['"]?\W.*?<=\s*value\s*<=\s*(\d+)""", re.IGNORECASE | re.DOTALL)
 
 
 def normalise_base_url(url: str) -> str:
@@ -69,8 +76,28 @@ def topup_seed(seed: int | None, index: int) -> int | None:
     return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
-class _RetryableError(Exception):
-    pass
+def server_root(base_url: str) -> str:
+    """The server's root, where llama.cpp's /health, /props and /tokenize live: the API root less its '/v1'."""
+    parts = urlsplit(base_url)
+    path = parts.path.rstrip("/")
+    if path.endswith("/v1"):
+        path = path[: -len("/v1")]
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def split_n(n: int, cap: int | None) -> list[int]:
+    """``n`` samples as request sizes of at most ``cap`` each (one request when there is no cap)."""
+    if not cap or n <= cap:
+        return [n]
+    return [cap] * (n // cap) + ([n % cap] if n % cap else [])
+
+
+class _NTooLarge(Exception):
+    """The server refused a request's `n` and named its limit."""
+
+    def __init__(self, limit: int, reason: str):
+        super().__init__(reason)
+        self.limit = limit
 
 
 class OpenAIBackend:
@@ -93,6 +120,10 @@ class OpenAIBackend:
         request_timeout_s: float = 600.0,
         max_retries: int = 4,
         tokenizer: str | None = None,
+        retry_window_s: float = 180.0,
+        startup_timeout_s: float = 600.0,
+        max_n_per_request: int | None = None,
+        extra_body: dict[str, Any] | None = None,
     ):
         if endpoint not in ("chat", "completions"):
             raise BackendError(f"endpoint must be 'chat' or 'completions', not {endpoint!r}")
@@ -103,7 +134,17 @@ class OpenAIBackend:
         self.concurrency = concurrency
         self.request_timeout_s = request_timeout_s
         self.max_retries = max_retries
+        self.retry_window_s = retry_window_s
+        self.startup_timeout_s = startup_timeout_s
         self.tokenizer_path = tokenizer
+        self.extra_body = dict(extra_body or {})
+        # The model id sent with requests: the configured one, or the one model a
+        # single-model server serves under another name (llama.cpp: the GGUF path or --alias).
+        self.served_model_id = model
+        # Most samples one request may ask for: configured, or learned from the server.
+        self.max_n_per_request = max_n_per_request
+        # What llama.cpp's server told about itself (/props), None for other servers.
+        self.llama_cpp: dict[str, Any] | None = None
         self._tokenizer: Any = None
         self._client: httpx.AsyncClient | None = None
         self._semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
@@ -137,6 +178,9 @@ class OpenAIBackend:
         where = redact_url(self.base_url)
         try:
             resp = await self._client.get(f"{self.base_url}/models", timeout=30.0)
+            if resp.status_code == 503:  # some servers refuse even the model list while loading
+                await self._wait_while_loading(f"{self.base_url}/models")
+                resp = await self._client.get(f"{self.base_url}/models", timeout=30.0)
         except httpx.HTTPError as exc:
             raise BackendError(f"OpenAI-compatible server at {where} is unreachable: {type(exc).__name__}: {exc}") from exc
         if resp.status_code != 200:
@@ -145,15 +189,69 @@ class OpenAIBackend:
             served = {entry["id"]: entry for entry in resp.json().get("data", [])}
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise BackendError(f"server at {where} answered GET /models with something other than a model list: {resp.text[:300]}") from exc
-        if self.model_id not in served and is_embedded_alias(self.model_id):
+        wanted = self.model_id
+        if wanted not in served and is_embedded_alias(wanted):
             # `transformers serve <converted folder>` names the embedded model by its folder.
-            folder = str(embedded_cache_dir(self.model_id))
+            folder = str(embedded_cache_dir(wanted))
             if folder in served:
-                self.model_id = folder
-        if self.model_id not in served:
+                wanted = self.model_id = folder
+        await self._probe_llama_cpp()
+        if wanted not in served and len(served) == 1 and self.llama_cpp is not None:
+            # llama.cpp's server runs one model and answers a request for any name with it
+            # (its id is the GGUF path or --alias): the configured name is an alias. Servers
+            # that check the name (vLLM, SGLang, transformers serve) still need it exact.
+            (only,) = served
+            print(f"note: the llama.cpp server at {where} serves one model, {only!r}; using it for model {wanted!r}", file=sys.stderr)
+            wanted = only
+        if wanted not in served:
             listed = ", ".join(repr(m) for m in served) or "none"
             raise BackendError(f"server at {where} does not serve model {self.model_id!r}; it serves: {listed}")
-        self._served = served[self.model_id]
+        self.served_model_id = wanted
+        self._served = served[wanted]
+
+    async def _wait_while_loading(self, url: str) -> None:
+        """Poll ``url`` while it answers 503 (a server loading its model), at most ``startup_timeout_s``."""
+        assert self._client is not None
+        where = redact_url(self.base_url)
+        deadline = time.monotonic() + self.startup_timeout_s
+        said = False
+        while True:
+            resp = await self._client.get(url, timeout=30.0)
+            if resp.status_code != 503:
+                return
+            if not said:
+                print(f"waiting for the server at {where} to load its model ({_error_text(resp)})", file=sys.stderr, flush=True)
+                said = True
+            if time.monotonic() >= deadline:
+                raise BackendError(
+                    f"server at {where} was still loading its model after {self.startup_timeout_s:g} s "
+                    f"(GET {url.rsplit('/', 1)[-1]}: HTTP 503 {_error_text(resp)}); raise model.startup_timeout_s to wait longer"
+                )
+            await asyncio.sleep(_LOADING_POLL_S)
+
+    async def _probe_llama_cpp(self) -> None:
+        """Wait out llama.cpp's model loading (its /health answers 503) and read its slot count.
+
+        Its /v1/models answers while the model is still loading, so a run would otherwise
+        start sending completions that fail with '503 Loading model'. Other servers answer
+        /health with 200 or 404 and have no /props.
+        """
+        assert self._client is not None
+        root = server_root(self.base_url)
+        try:
+            health = await self._client.get(f"{root}/health", timeout=30.0)
+            if health.status_code == 503:
+                await self._wait_while_loading(f"{root}/health")
+            props = await self._client.get(f"{root}/props", timeout=30.0)
+            info = props.json() if props.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
+            return
+        if not isinstance(info, dict) or not isinstance(info.get("total_slots"), int):
+            return
+        self.llama_cpp = {"total_slots": info["total_slots"], "build_info": info.get("build_info"), "model_path": info.get("model_path")}
+        if self.max_n_per_request is None:
+            # Each sample of a request takes a slot; more than it has is refused.
+            self.max_n_per_request = max(1, info["total_slots"])
 
     async def close(self) -> None:
         if self._client is not None:
@@ -176,7 +274,7 @@ class OpenAIBackend:
 
     def _body(self, messages: list[Message], params: SamplingParams, n: int, seed: int | None) -> dict[str, Any]:
         # top_k and min_p are vLLM/SGLang extras, sent only when set.
-        body: dict[str, Any] = {"model": self.model_id, **params.request_fields(n=n, seed=seed)}
+        body: dict[str, Any] = {**self.extra_body, "model": self.served_model_id, **params.request_fields(n=n, seed=seed)}
         if self.endpoint == "chat":
             body["messages"] = as_dicts(messages)
             if ends_with_prefill(messages):
@@ -195,7 +293,9 @@ class OpenAIBackend:
         url = f"{self.base_url}{path}"
         where = f"{redact_url(self.base_url)}{path}"
         last_reason = ""
-        for attempt in range(self.max_retries + 1):
+        give_up_at = time.monotonic() + self.retry_window_s
+        attempt = 0
+        while True:
             retry_after: float | None = None
             async with self._semaphore():
                 started = time.perf_counter()
@@ -216,12 +316,18 @@ class OpenAIBackend:
                     last_reason = f"HTTP {resp.status_code}: {resp.text[:300]}"
                     retry_after = _retry_after_s(resp)
                 else:
+                    limit = _N_LIMIT_ERROR.search(resp.text) if resp.status_code == 400 else None
+                    if limit and int(limit.group(1)) < body.get("n", 1):
+                        raise _NTooLarge(int(limit.group(1)), resp.text[:300])
                     raise BackendError(f"server refused the request to {where}: HTTP {resp.status_code}: {resp.text[:500]}")
-            if attempt < self.max_retries:
-                await asyncio.sleep(retry_after if retry_after is not None else _backoff_s(attempt))
-        raise BackendError(f"request to {where} failed after {self.max_retries + 1} attempts; last: {last_reason}")
+            attempt += 1
+            # At least max_retries retries, and more while the retry window lasts (a model reload).
+            if attempt > self.max_retries and time.monotonic() >= give_up_at:
+                break
+            await asyncio.sleep(retry_after if retry_after is not None else _backoff_s(attempt - 1))
+        raise BackendError(f"request to {where} failed after {attempt} attempts; last: {last_reason}")
 
-    def _completions_of(self, answer: dict[str, Any], params: SamplingParams, latency: float, prompt_tokens_local: int | None) -> list[Completion]:
+    async def _completions_of(self, answer: dict[str, Any], params: SamplingParams, latency: float, prompt_tokens_local: int | None) -> list[Completion]:
         choices = answer.get("choices")
         if not isinstance(choices, list):
             raise BackendError(f"server answered without a 'choices' list: {str(answer)[:300]}")
@@ -241,21 +347,30 @@ class OpenAIBackend:
             reason = choice.get("finish_reason") or ("stop" if hit_stop else "unknown")
             texts.append(text)
             reasons.append(reason)
-        counts = self._completion_token_counts(texts, reasons, usage.get("completion_tokens"), params.max_tokens)
+        counts = await self._completion_token_counts(texts, reasons, usage.get("completion_tokens"), params.max_tokens)
         return [
             Completion(text=t, prompt_tokens=int(prompt_tokens), completion_tokens=c, finish_reason=r, latency_s=latency)
             for t, r, c in zip(texts, reasons, counts)
         ]
 
-    def _completion_token_counts(self, texts: list[str], reasons: list[str], usage_total: int | None, max_tokens: int) -> list[int]:
-        """Per-choice token counts: usage gives only the total over all choices."""
+    async def _completion_token_counts(self, texts: list[str], reasons: list[str], usage_total: int | None, max_tokens: int) -> list[int]:
+        """Per-choice token counts: usage gives one figure for all choices, and not always their total."""
         if len(texts) == 1 and usage_total is not None:
             return [int(usage_total)]
         if self._tokenizer is not None:
             return [len(self._tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
-        if usage_total is None:
-            return [estimate_tokens(t) for t in texts]
-        # A choice cut by length used exactly max_tokens; the rest share what is left in
+        if self.llama_cpp is not None:
+            # llama.cpp's server reports the first choice's tokens as the request's
+            # completion_tokens; its own tokenizer counts each choice.
+            counted = await self._server_token_counts(texts, reasons, max_tokens)
+            if counted is not None:
+                return counted
+        # A choice cut by length used exactly max_tokens and every other non-empty one at
+        # least one token: a total below that counts fewer than all choices.
+        floor = sum(max_tokens if r == "length" else int(bool(t)) for t, r in zip(texts, reasons))
+        if usage_total is None or int(usage_total) < floor:
+            return [max_tokens if r == "length" else estimate_tokens(t) for t, r in zip(texts, reasons)]
+        # The choices cut by length took max_tokens each; the rest share what is left in
         # proportion to their length, so the counts still add up to the server's total.
         counts = [max_tokens if r == "length" else 0 for r in reasons]
         rest = [i for i, r in enumerate(reasons) if r != "length"]
@@ -265,34 +380,74 @@ class OpenAIBackend:
             counts[i] = round(left * len(texts[i]) / chars) if chars else left // len(rest)
         return counts
 
+    async def _server_token_counts(self, texts: list[str], reasons: list[str], max_tokens: int) -> list[int] | None:
+        """Each text's tokens by llama.cpp's POST /tokenize (a choice cut by length: max_tokens); None if it fails."""
+        assert self._client is not None
+        url = f"{server_root(self.base_url)}/tokenize"
+
+        async def count(text: str) -> int:
+            resp = await self._client.post(url, json={"content": text, "add_special": False}, timeout=60.0)
+            resp.raise_for_status()
+            return len(resp.json()["tokens"])
+
+        try:
+            counted = await asyncio.gather(*(count(t) for t, r in zip(texts, reasons) if r != "length" and t))
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            return None
+        it = iter(counted)
+        return [max_tokens if r == "length" else (next(it) if t else 0) for t, r in zip(texts, reasons)]
+
     async def _ask(self, messages: list[Message], params: SamplingParams, n: int, seed: int | None, prompt_tokens_local: int | None) -> list[Completion]:
         answer, latency = await self._post(self._body(messages, params, n, seed))
-        return self._completions_of(answer, params, latency, prompt_tokens_local)
+        return await self._completions_of(answer, params, latency, prompt_tokens_local)
 
     async def generate(self, messages: list[Message], params: SamplingParams, request_id: str = "") -> list[Completion]:
+        """``params.n`` completions, in as few requests as the server allows.
+
+        Requests ask for at most ``max_n_per_request`` samples (llama.cpp: its slots); a
+        server that returns fewer choices than asked is asked again for the rest. The
+        i-th request of a prompt has seed ``topup_seed(seed, i)`` (the first: ``seed``).
+        """
         local_prompt = self.count_tokens(messages) if self._tokenizer is not None else None
-        got = await self._ask(messages, params, params.n, params.seed, local_prompt)
-        if not got:
-            raise BackendError(f"server at {redact_url(self.base_url)} returned no choices for model {self.model_id!r}")
-        per_request = len(got)  # what this server actually returns for one request
-        extra = 0
+        where = redact_url(self.base_url)
+        got: list[Completion] = []
+        answered = 0  # requests that returned choices: the next request's seed index
+        cap = self.max_n_per_request
         for _ in range(_MAX_TOPUP_ROUNDS):
             missing = params.n - len(got)
             if missing <= 0:
                 break
-            asks = []
-            while missing > 0:
-                k = min(per_request, missing)
-                extra += 1
-                asks.append(self._ask(messages, params, k, topup_seed(params.seed, extra), local_prompt))
-                missing -= k
+            sizes = split_n(missing, cap)
+            seeds = [params.seed if answered + i == 0 else topup_seed(params.seed, answered + i) for i in range(len(sizes))]
+            results = await asyncio.gather(
+                *(self._ask(messages, params, k, seed, local_prompt) for k, seed in zip(sizes, seeds)), return_exceptions=True
+            )
+            refused = [r for r in results if isinstance(r, _NTooLarge)]
+            failed = [r for r in results if isinstance(r, BaseException) and not isinstance(r, _NTooLarge)]
+            if failed:
+                raise failed[0]
+            batches = [r for r in results if not isinstance(r, BaseException)]
+            for asked, batch in zip(sizes, results):
+                if isinstance(batch, BaseException):
+                    continue
+                if 0 < len(batch) < asked:  # the server returns fewer choices than asked: ask for that many
+                    cap = min(cap or asked, len(batch))
+            if refused:
+                limit = min(r.limit for r in refused)
+                if limit < 1 or (cap is not None and limit >= cap):
+                    raise BackendError(f"server at {where} refused n={min(sizes)}: {refused[0]}")
+                cap = self.max_n_per_request = limit  # learned once for every later request
             before = len(got)
-            for batch in await asyncio.gather(*asks):
-                got.extend(batch)
-            if len(got) == before:
+            for batch in batches:
+                if batch:
+                    answered += 1
+                    got.extend(batch)
+            if len(got) == before and not refused:
                 break
+        if not got:
+            raise BackendError(f"server at {where} returned no choices for model {self.model_id!r}")
         if len(got) < params.n:
-            raise BackendError(f"server at {redact_url(self.base_url)} returned {len(got)} of {params.n} completions")
+            raise BackendError(f"server at {where} returned {len(got)} of {params.n} completions")
         return got[: params.n]
 
     # -- accounting ----------------------------------------------------------------------
@@ -312,6 +467,9 @@ class OpenAIBackend:
             "base_url": redact_url(self.base_url),
             "endpoint": self.endpoint,
             "served_model": served,
+            "served_model_id": self.served_model_id,
+            "llama_cpp": self.llama_cpp,
+            "max_n_per_request": self.max_n_per_request,
             "tokenizer": self.tokenizer_path,
             "token_counts": "estimate" if self.token_counts_estimated else "tokenizer",
             "chars_per_token_estimate": CHARS_PER_TOKEN_ESTIMATE if self.token_counts_estimated else None,
@@ -323,6 +481,18 @@ def _backoff_s(attempt: int) -> float:
     """Exponential backoff with full jitter, so many clients do not retry in lockstep."""
     ceiling = min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * math.pow(2, attempt))
     return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+def _error_text(resp: httpx.Response) -> str:
+    """The message of an error answer: OpenAI-style ``{"error": {"message": ...}}``, else the body's start."""
+    try:
+        error = resp.json().get("error")
+        message = error.get("message") if isinstance(error, dict) else error
+        if isinstance(message, str) and message:
+            return message[:200]
+    except (ValueError, AttributeError):
+        pass
+    return resp.text[:200]
 
 
 def _retry_after_s(resp: httpx.Response) -> float | None:

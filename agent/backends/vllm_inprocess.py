@@ -1,43 +1,46 @@
-"""In-process vLLM on a GPU box: the prompts of all tasks in flight go to the engine together.
+"""In-process vLLM on a GPU box: vLLM V1's asynchronous engine, one stream per request.
 
 vLLM is an optional extra (``pip install 'arcsynth[vllm]'``) imported only by ``start()``.
-Requests that arrive within a short window, or while a batch is running, are collected
-and submitted as one ``llm.chat(conversations, [SamplingParams, ...])`` call in a worker
-thread; ``SamplingParams(n=k)`` samples k completions from one pass over each prompt, and
-prefix caching shares the KV cache of the common system prompt and task text.
+Every ``generate`` call is one ``AsyncLLM.generate(prompt, sampling_params, request_id)``
+stream: the engine's scheduler adds a request to the running batch at its next step and
+drops each finished one (continuous batching), so a request never waits for another
+request's longest completion, and the agent verifies a request's programs the moment it
+returns while the GPU keeps generating the others. ``SamplingParams(n=k)`` samples k
+completions from one prefill of the prompt, and prefix caching shares the KV cache of the
+common system prompt and task text between requests. The chat template is applied here
+with the model's tokenizer and the engine gets token ids, so counting a prompt's tokens
+and sending it see the very same tokens. A request whose caller is cancelled (a task that
+has enough passing programs, a run that is interrupted) is aborted in the engine.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import inspect
+import itertools
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from agent.backends.base import BackendError, Completion, Message, SamplingParams
-from agent.backends.chat_format import as_dicts, render_with_template, trim_at_stop
+from agent.backends.chat_format import render_with_template, trim_at_stop
 from agent.backends.embedded import DEFAULT_MODEL, cache_root, is_embedded_alias, resolve_embedded_model
 from agent.backends.weights import cached_weights_hash
 
 INSTALL_HINT = "pip install 'arcsynth[vllm]'"
-
-
-@dataclass
-class _Pending:
-    messages: list[Message]
-    params: SamplingParams
-    future: asyncio.Future = field(repr=False)
+# Prompts tokenised by count_tokens, kept for the generate call that usually follows.
+_TOKENISED_KEPT = 512
 
 
 class VLLMBackend:
-    """``vllm.LLM`` in this process, fed by a batcher that merges concurrent requests.
+    """``vllm.v1.engine.async_llm.AsyncLLM`` in this process.
 
-    ``llm_class`` and ``sampling_params_class`` default to ``vllm.LLM`` and
-    ``vllm.SamplingParams``; they are parameters so the batching can be exercised
-    without a GPU.
+    ``engine_class``, ``engine_args_class``, ``sampling_params_class`` and
+    ``final_only`` default to vLLM's ``AsyncLLM``, ``AsyncEngineArgs``,
+    ``SamplingParams`` and ``RequestOutputKind.FINAL_ONLY``; they are parameters so
+    the scheduling can be exercised without a GPU.
     """
 
     name = "vllm"
@@ -48,54 +51,63 @@ class VLLMBackend:
         *,
         dtype: str = "auto",
         tensor_parallel_size: int = 1,
+        data_parallel_size: int = 1,
         gpu_memory_utilization: float = 0.9,
         max_model_len: int | None = None,
         enable_prefix_caching: bool = True,
         seed: int = 0,
-        batch_window_s: float = 0.02,
-        max_batch_prompts: int = 512,
-        llm_class: Callable[..., Any] | None = None,
+        engine_class: Any = None,
+        engine_args_class: Callable[..., Any] | None = None,
         sampling_params_class: Callable[..., Any] | None = None,
+        final_only: Any = None,
     ):
         self.model_id = model
         self.dtype = dtype
         self.tensor_parallel_size = tensor_parallel_size
+        self.data_parallel_size = data_parallel_size
         self.gpu_memory_utilization = gpu_memory_utilization
         self.max_model_len = max_model_len
         self.enable_prefix_caching = enable_prefix_caching
         self.seed = seed
-        self.batch_window_s = batch_window_s
-        self.max_batch_prompts = max_batch_prompts
-        self._llm_class = llm_class
+        self._engine_class = engine_class
+        self._args_class = engine_args_class
         self._sp_class = sampling_params_class
-        self._llm: Any = None
+        self._final_only = final_only
+        self._engine: Any = None
+        self._tokenizer: Any = None
         self._path: str | None = None
         self._weights_sha256: str | None = None
-        self._queue: asyncio.Queue[_Pending] | None = None
-        self._batcher: asyncio.Task | None = None
-        self._batcher_loop: asyncio.AbstractEventLoop | None = None
-        self._running: list[_Pending] = []  # the batch in the engine now
-        # Engine calls made, and prompts per call: what the batching achieved (run statistics).
-        self.batch_sizes: list[int] = []
+        self._tokenised: dict[tuple[tuple[str, str], ...], list[int]] = {}
+        # Requests in the engine now: engine request id -> the task consuming its stream.
+        self._in_flight: dict[str, asyncio.Task] = {}
+        self._ids = itertools.count()
+        self._closing = False
+        # Most requests in the engine at once (run statistics: what continuous batching had to work with).
+        self.peak_in_flight = 0
 
     # -- lifecycle -----------------------------------------------------------------------
 
     def _import_vllm(self) -> None:
-        if self._llm_class is not None and self._sp_class is not None:
+        if None not in (self._engine_class, self._args_class, self._sp_class, self._final_only):
             return
         try:
-            from vllm import LLM
             from vllm import SamplingParams as VSamplingParams
+            from vllm.engine.arg_utils import AsyncEngineArgs
+            from vllm.sampling_params import RequestOutputKind
+            from vllm.v1.engine.async_llm import AsyncLLM
         except ImportError as exc:
             raise BackendError(f"backend 'vllm' needs vLLM, which is not installed ({exc}); {INSTALL_HINT} on a CUDA machine") from exc
-        self._llm_class = self._llm_class or LLM
+        self._engine_class = self._engine_class or AsyncLLM
+        self._args_class = self._args_class or AsyncEngineArgs
         self._sp_class = self._sp_class or VSamplingParams
+        self._final_only = self._final_only if self._final_only is not None else RequestOutputKind.FINAL_ONLY
 
     def _engine_kwargs(self, path: str) -> dict[str, Any]:
         kwargs: dict[str, Any] = dict(
             model=path,
             dtype=self.dtype,
             tensor_parallel_size=self.tensor_parallel_size,
+            data_parallel_size=self.data_parallel_size,
             gpu_memory_utilization=self.gpu_memory_utilization,
             enable_prefix_caching=self.enable_prefix_caching,
             seed=self.seed,
@@ -108,7 +120,10 @@ class VLLMBackend:
         self._import_vllm()
         path = str(resolve_embedded_model(self.model_id)) if is_embedded_alias(self.model_id) else self.model_id
         try:
-            self._llm = self._llm_class(**self._engine_kwargs(path))
+            args = self._args_class(**self._engine_kwargs(path))
+            # Built off the event loop (loading weights takes minutes); AsyncLLM starts its
+            # output handler on the loop with the first request.
+            self._engine = self._engine_class.from_engine_args(args)
         except Exception as exc:  # noqa: BLE001 - reported with the model named
             raise BackendError(f"vLLM could not load model {self.model_id!r}: {type(exc).__name__}: {exc}") from exc
         self._path = path
@@ -117,128 +132,108 @@ class VLLMBackend:
             self._weights_sha256 = cached_weights_hash(local, cache_root() / "weights-hashes")
 
     async def start(self) -> None:
-        if self._llm is None:
-            await asyncio.to_thread(self._load_sync)
+        if self._engine is not None:
+            return
+        await asyncio.to_thread(self._load_sync)
+        tokenizer = self._engine.get_tokenizer()  # a coroutine in vLLM <= 0.10, a plain call later
+        self._tokenizer = await tokenizer if inspect.isawaitable(tokenizer) else tokenizer
+        self._closing = False
 
     async def close(self) -> None:
-        waiting = list(self._running)  # read before cancelling: the batcher clears it on the way out
-        if self._batcher is not None:
-            self._batcher.cancel()
+        """Abort every request still in the engine (its caller gets a BackendError) and shut the engine down."""
+        self._closing = True
+        engine, self._engine = self._engine, None
+        running = dict(self._in_flight)
+        if engine is not None and running:
             try:
-                await self._batcher
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - shutting down
+                await engine.abort(list(running))
+            except Exception:  # noqa: BLE001 - shutting down anyway
                 pass
-            self._batcher = None
-        if self._queue is not None:
-            while not self._queue.empty():
-                waiting.append(self._queue.get_nowait())
-        for pending in waiting:
-            if not pending.future.done():
-                pending.future.set_exception(BackendError("vLLM backend closed before the request finished"))
-        self._running = []
-        self._queue = None
-        self._llm = None
+        for task in running.values():
+            task.cancel()
+        if running:
+            await asyncio.gather(*running.values(), return_exceptions=True)
+        self._in_flight.clear()
+        self._tokenised.clear()
+        if engine is not None:
+            shutdown = getattr(engine, "shutdown", None)
+            if shutdown is not None:
+                shutdown()
         torch = sys.modules.get("torch")  # loaded by vLLM; never imported just to tidy up
         if torch is not None and torch.cuda.is_available():
             torch.cuda.empty_cache()
 
-    # -- batching ------------------------------------------------------------------------
+    # -- requests ------------------------------------------------------------------------
 
-    def _ensure_batcher(self) -> asyncio.Queue[_Pending]:
-        loop = asyncio.get_running_loop()
-        if self._batcher is None or self._batcher.done() or self._batcher_loop is not loop:
-            self._queue = asyncio.Queue()
-            self._batcher_loop = loop
-            self._batcher = loop.create_task(self._batch_forever(self._queue), name="vllm-batcher")
-        assert self._queue is not None
-        return self._queue
-
-    async def generate(self, messages: list[Message], params: SamplingParams, request_id: str = "") -> list[Completion]:
-        if self._llm is None:
-            raise BackendError(f"model {self.model_id!r}: generate() called before start()")
-        queue = self._ensure_batcher()
-        future = asyncio.get_running_loop().create_future()
-        queue.put_nowait(_Pending(messages, params, future))
-        return await future
-
-    async def _collect(self, queue: asyncio.Queue[_Pending]) -> list[_Pending]:
-        """The next batch: the first waiting request, those that arrive within the window, and any backlog."""
-        loop = asyncio.get_running_loop()
-        batch = [await queue.get()]
-        deadline = loop.time() + self.batch_window_s
-        while len(batch) < self.max_batch_prompts:
-            # The backlog that built up while the previous batch ran is taken at once.
-            if not queue.empty():
-                batch.append(queue.get_nowait())
-                continue
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                break
-            try:
-                batch.append(await asyncio.wait_for(queue.get(), remaining))
-            except asyncio.TimeoutError:
-                break
-        return [p for p in batch if not p.future.done()]  # callers that gave up are skipped
-
-    async def _batch_forever(self, queue: asyncio.Queue[_Pending]) -> None:
-        while True:
-            batch = await self._collect(queue)
-            if not batch:
-                continue
-            self._running = batch
-            try:
-                results = await asyncio.to_thread(self._run_batch, batch)
-            except Exception as exc:  # noqa: BLE001 - every caller gets the reason
-                error = exc if isinstance(exc, BackendError) else BackendError(f"vLLM failed: {type(exc).__name__}: {exc}")
-                for pending in batch:
-                    if not pending.future.done():
-                        pending.future.set_exception(error)
-                continue
-            finally:
-                self._running = []
-            for pending, result in zip(batch, results):
-                if pending.future.done():
-                    continue
-                if isinstance(result, BaseException):
-                    pending.future.set_exception(result)
-                else:
-                    pending.future.set_result(result)
+    def _prompt_ids(self, messages: list[Message]) -> list[int]:
+        """The prompt's token ids with the model's chat template (a prefill left open)."""
+        key = tuple((m.role, m.content) for m in messages)
+        ids = self._tokenised.get(key)
+        if ids is None:
+            text = render_with_template(self._tokenizer, messages)
+            # The template already wrote the special tokens (BOS and the role markers).
+            ids = list(self._tokenizer(text, add_special_tokens=False)["input_ids"])
+            if len(self._tokenised) >= _TOKENISED_KEPT:
+                self._tokenised.pop(next(iter(self._tokenised)))
+            self._tokenised[key] = ids
+        return ids
 
     def _sampling_params(self, params: SamplingParams) -> Any:
         # Greedy samples are identical: one is generated and copied.
         n = 1 if params.temperature == 0 else params.n
-        return self._sp_class(**params.request_fields(n=n, seed=params.seed))
+        # FINAL_ONLY: the stream yields once, when all n samples are done.
+        return self._sp_class(**params.request_fields(n=n, seed=params.seed), output_kind=self._final_only)
 
-    def _run_batch(self, batch: list[_Pending]) -> list[list[Completion] | BaseException]:
-        """One engine call for the whole batch; if it fails, each prompt alone, so one bad prompt fails only itself."""
-        try:
-            return self._engine_call(batch)
-        except Exception as exc:  # noqa: BLE001
-            if len(batch) == 1:
-                return [BackendError(f"vLLM failed on model {self.model_id!r}: {type(exc).__name__}: {exc}")]
-        results: list[list[Completion] | BaseException] = []
-        for pending in batch:
-            try:
-                results.extend(self._engine_call([pending]))
-            except Exception as exc:  # noqa: BLE001
-                results.append(BackendError(f"vLLM failed on model {self.model_id!r}: {type(exc).__name__}: {exc}"))
-        return results
-
-    def _engine_call(self, batch: list[_Pending]) -> list[list[Completion]]:
-        conversations = [as_dicts(p.messages) for p in batch]
-        sampling = [self._sampling_params(p.params) for p in batch]
+    async def generate(self, messages: list[Message], params: SamplingParams, request_id: str = "") -> list[Completion]:
+        if self._engine is None:
+            raise BackendError(f"model {self.model_id!r}: generate() called before start()")
+        ids = self._prompt_ids(messages)
+        self._tokenised.pop(tuple((m.role, m.content) for m in messages), None)  # sent: no longer needed
+        # Unique in the engine even when the agent retries a request under the same id.
+        engine_id = f"{request_id or 'request'}#{next(self._ids)}"
         started = time.perf_counter()
-        outputs = self._llm.chat(conversations, sampling_params=sampling, use_tqdm=False)
-        latency = time.perf_counter() - started
-        self.batch_sizes.append(len(batch))
-        if len(outputs) != len(batch):
-            raise BackendError(f"vLLM returned {len(outputs)} outputs for {len(batch)} prompts")
-        return [self._completions(out, p.params, latency) for out, p in zip(outputs, batch)]
+        consumer = asyncio.ensure_future(self._stream(engine_id, ids, self._sampling_params(params)))
+        self._in_flight[engine_id] = consumer
+        self.peak_in_flight = max(self.peak_in_flight, len(self._in_flight))
+        try:
+            final = await consumer  # cancelling the caller cancels the stream, which aborts it
+        except asyncio.CancelledError:
+            if self._closing:  # close() cancelled the stream, not the caller
+                raise BackendError("vLLM backend closed before the request finished") from None
+            raise
+        finally:
+            self._in_flight.pop(engine_id, None)
+        return self._completions(final, params, time.perf_counter() - started)
+
+    async def _stream(self, engine_id: str, ids: list[int], sampling: Any) -> Any:
+        """Consume one request's stream; the last output has all n completions."""
+        final = None
+        try:
+            async for output in self._engine.generate({"prompt_token_ids": ids}, sampling, engine_id):
+                final = output
+        except asyncio.CancelledError:
+            engine = self._engine
+            if engine is not None:
+                # Free the request's slot in the running batch at once; AsyncLLM does the
+                # same when the stream is cancelled, this covers versions that do not.
+                try:
+                    await engine.abort(engine_id)
+                except Exception:  # noqa: BLE001 - the request is gone either way
+                    pass
+            raise
+        except BackendError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - prompt too long, engine dead: the caller gets the reason
+            cause = exc.__cause__ or exc
+            raise BackendError(f"vLLM failed on request {engine_id} of model {self.model_id!r}: {type(cause).__name__}: {cause}") from exc
+        if final is None or not getattr(final, "finished", True):
+            raise BackendError(f"vLLM ended request {engine_id} without a finished output")
+        return final
 
     def _completions(self, request_output: Any, params: SamplingParams, latency: float) -> list[Completion]:
         prompt_tokens = len(request_output.prompt_token_ids or [])
         completions = []
-        for out in request_output.outputs:
+        for out in sorted(request_output.outputs, key=lambda o: getattr(o, "index", 0)):
             # vLLM already leaves stop strings out; trimming again keeps the contract if that default changes.
             text, _ = trim_at_stop(out.text, params.stop)
             completions.append(
@@ -259,11 +254,9 @@ class VLLMBackend:
     # -- accounting ----------------------------------------------------------------------
 
     def count_tokens(self, messages: list[Message]) -> int:
-        if self._llm is None:
-            raise BackendError(f"model {self.model_id!r}: count_tokens() needs start() first (the tokenizer lives in the engine)")
-        tokenizer = self._llm.get_tokenizer()
-        prompt = render_with_template(tokenizer, messages)
-        return len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        if self._tokenizer is None:
+            raise BackendError(f"model {self.model_id!r}: count_tokens() needs start() first (the tokenizer comes with the engine)")
+        return len(self._prompt_ids(messages))
 
     def provenance(self) -> dict:
         try:
@@ -276,10 +269,12 @@ class VLLMBackend:
             "path": self._path,
             "weights_sha256": self._weights_sha256,
             "vllm": version,
-            "engine": f"{getattr(self._llm_class, '__module__', '?')}.{getattr(self._llm_class, '__name__', '?')}",
+            "engine": f"{getattr(self._engine_class, '__module__', '?')}.{getattr(self._engine_class, '__name__', '?')}",
             "dtype": self.dtype,
             "tensor_parallel_size": self.tensor_parallel_size,
+            "data_parallel_size": self.data_parallel_size,
             "max_model_len": self.max_model_len,
+            "gpu_memory_utilization": self.gpu_memory_utilization,
             "enable_prefix_caching": self.enable_prefix_caching,
             "engine_seed": self.seed,
         }

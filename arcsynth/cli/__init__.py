@@ -52,10 +52,10 @@ def _root(
 
 
 def _register() -> None:
-    from arcsynth.cli import bench, replay, report, runs, score, show, solve, tasks, verify, view
+    from arcsynth.cli import bench, export, replay, report, runs, score, show, solve, tasks, verify, view
 
     app.add_typer(tasks.app, name="tasks")
-    app.command("verify", help=verify.__doc__)(verify.verify)
+    app.command("verify", help=verify.verify.__doc__)(verify.verify)
     app.command("score", help=score.score.__doc__)(score.score)
     app.command("solve", help=solve.__doc__)(solve.solve)
     app.command("replay", help=replay.__doc__)(replay.replay)
@@ -63,6 +63,7 @@ def _register() -> None:
     app.command("show", help=show.show.__doc__)(show.show)
     app.command("runs", help=runs.runs.__doc__)(runs.runs)
     app.command("report", help=report.report.__doc__)(report.report)
+    app.command("export", help=export.export.__doc__)(export.export)
     app.add_typer(bench.app, name="bench")
 
 

@@ -35,6 +35,27 @@ def agent_bench(
     main(tasks=tasks, samples=samples, max_tokens=max_tokens, concurrency=concurrency, threads=threads)
 
 
+@app.command("pipeline")
+def pipeline_bench(
+    tasks: int = typer.Option(40, "--tasks", help="Real ARC-AGI-1 training tasks solved (those the server double has a solution for come first)."),
+    rounds: int = typer.Option(2, "--rounds", help="Rounds per task: fresh samples, then refinements."),
+    prompts: int = typer.Option(4, "--prompts", help="Prompts per task and round."),
+    samples: int = typer.Option(8, "--samples", help="Completions per prompt (the n of each request)."),
+    concurrency: int = typer.Option(16, "--concurrency", help="Tasks in flight in the agent."),
+    latency_ms: float = typer.Option(0.0, "--latency-ms", help="Delay of the server double before every answer (0: instant)."),
+    workers: int = typer.Option(0, "--workers", help="Sandbox worker processes; 0 = one per core."),
+    seed: int = typer.Option(0, "--seed", help="Run seed (request seeds, and so the completions drawn)."),
+    repeat: int = typer.Option(1, "--repeat", help="Pipeline and sandbox-alone runs, alternating; the fastest of each counts."),
+    profile: Path = typer.Option(None, "--profile", help="Write a cProfile of the main process during the pipeline run here (slows it down)."),
+    keep: Path = typer.Option(None, "--keep", help="Write the pipeline's run directory here and keep it (to look at with `arcsynth show`)."),
+) -> None:
+    """An instant OpenAI-compatible server double drives the real backend, loop, sandbox and trace: programs/s vs the sandbox alone."""
+    from agent.pipeline_bench import main
+
+    main(tasks=tasks, rounds=rounds, prompts=prompts, samples=samples, concurrency=concurrency, latency_ms=latency_ms,
+         workers=workers, seed=seed, repeat=repeat, profile=profile, keep=keep)
+
+
 @app.command("viewer")
 def viewer_bench(
     tasks: int = typer.Option(1000, "--tasks", help="Tasks in the synthetic run."),

@@ -268,3 +268,43 @@ def test_an_unfinished_function_body_is_not_trimmed_into_a_program():
     reply = "```python\ndef transform(grid):\n    out = [\n        row\nfor row in grid\nprint(transform(grid)"
     e = extract_program(reply, finish_reason="length")
     assert e.status == "syntax_error"
+
+
+# --- hashing what extraction parsed
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        f"```python\n{FLIP}\n```",
+        "```python\ndef transform(grid):\n    return np.rot90(grid)\n```",  # the numpy import is added
+        "```python\ndef solve(grid):\n    '''Doc.'''\n    return np.flipud(grid)\n```",  # renamed, and numpy added
+        "```python\ndef helper(g):\n    return g[::-1]\n```\n```python\ndef transform(grid):\n    return helper(grid)\n```",
+        "```python\nfrom __future__ import annotations\ndef transform(grid):\n    return np.rot90(grid)\n```",
+        f"Here is the code:\n{FLIP}\nIt flips the rows.",
+    ],
+)
+def test_source_hash_is_the_hash_of_the_source(reply):
+    from agent import program
+
+    e = extract_program(reply)
+    assert e.status == "ok", e.detail
+    program._RECENT_HASHES.clear()  # computed from the extraction's own parse, not remembered
+    h = e.source_hash()
+    program._RECENT_HASHES.clear()
+    assert h == program_hash(e.source)
+
+
+def test_docstrings_of_nested_definitions_are_stripped_wherever_they_are():
+    source = (
+        "def transform(grid):\n    'doc'\n    class A:\n        'doc'\n        def f(self):\n            'doc'\n            return 1\n"
+        "    if grid.size:\n        def g():\n            'doc'\n    else:\n        async def h():\n            'doc'\n"
+        "    try:\n        pass\n    except ValueError:\n        def k():\n            'doc'\n    finally:\n        def m():\n            'doc'\n"
+        "    for _ in range(1):\n        def n():\n            'doc'\n    match grid.shape:\n        case (1, 1):\n            def p():\n                'doc'\n"
+        "    return grid\n"
+    )
+    out = normalise_source(source)
+    assert "doc" not in out
+    # g, h, k, m, n and p held only a docstring and keep a statement; the try body had its own pass.
+    assert out.count("pass") == 7
+    compile(out, "<normal form>", "exec")

@@ -67,3 +67,9 @@ def test_help_starts_without_heavy_imports():
     code = "import sys; from arcsynth.cli import app; print(sorted(m for m in ('torch', 'transformers', 'sandbox', 'textual', 'httpx') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_verify_help_documents_its_exit_statuses(cli_app, runner):
+    out = " ".join(runner.invoke(cli_app, ["verify", "--help"], terminal_width=200).output.split())
+    assert "Exit status: 0 when every train pair passes, 1 when some train pair is wrong" in out
+    assert "2 for bad input" in out

@@ -173,10 +173,11 @@ class FaultInjectingServer:
 @pytest.fixture(autouse=True)
 def fast_backoff(monkeypatch):
     monkeypatch.setattr(openai_server, "_BACKOFF_BASE_S", 0.01)
+    monkeypatch.setattr(openai_server, "_BACKOFF_CAP_S", 0.05)
 
 
-async def _generate_against(double: FaultInjectingServer, params: SamplingParams, **kwargs):
-    backend = OpenAIBackend("double", base_url=double.url, **kwargs)
+async def _generate_against(double, params: SamplingParams, model: str = "double", **kwargs):
+    backend = OpenAIBackend(model, base_url=double.url, **kwargs)
     await backend.start()
     try:
         return backend, await backend.generate(PROMPT, params, "x")
@@ -201,8 +202,21 @@ async def test_request_timeout_is_retried():
 async def test_gives_up_after_max_retries_with_the_reason():
     with FaultInjectingServer([500]) as double:
         with pytest.raises(BackendError, match=r"after 3 attempts; last: HTTP 500.*scripted 500"):
-            await _generate_against(double, SamplingParams(), max_retries=2)
+            await _generate_against(double, SamplingParams(), max_retries=2, retry_window_s=0)
         assert len(double.requests) == 3
+
+
+async def test_retries_go_on_for_the_retry_window_past_max_retries():
+    # A server reloading its model answers 503 for longer than a few backoffs.
+    script = [503] * 12 + ["ok"]
+    with FaultInjectingServer(script) as double:
+        started = time.monotonic()
+        _, completions = await _generate_against(double, SamplingParams(), max_retries=1, retry_window_s=60)
+    assert len(completions) == 1 and len(double.requests) == 13
+    assert time.monotonic() - started < 30
+    with FaultInjectingServer(script) as double:
+        with pytest.raises(BackendError, match=r"after 2 attempts; last: HTTP 503"):
+            await _generate_against(double, SamplingParams(), max_retries=1, retry_window_s=0)
 
 
 async def test_client_errors_are_not_retried():
@@ -262,3 +276,153 @@ def test_token_count_without_tokenizer_is_a_flagged_estimate():
     n = backend.count_tokens([Message(role="user", content="x" * 350)])
     assert 100 <= n <= 110
     assert backend.provenance()["token_counts"] == "estimate"
+
+
+# -- llama.cpp's server: a test double of its loading, slot limit and usage figures; the real
+# server is exercised in test_llama_server.py --
+
+
+class LlamaCppDouble:
+    """Test double of llama.cpp's `llama-server` as it behaves on the wire.
+
+    /health answers 503 'Loading model' until ``loading_s`` have passed (its /v1/models
+    answers all along); /props gives ``total_slots``; an `n` above the slots is refused with
+    its HTTP 400; usage.completion_tokens counts the first choice only; /tokenize splits on
+    spaces. Any model name is served by its one model.
+    """
+
+    def __init__(self, slots: int = 2, loading_s: float = 0.0, publish_props: bool = True):
+        self.requests: list[dict] = []
+        self.ready_at = time.monotonic() + loading_s
+        self.health_polls = 0
+        double = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                loading = time.monotonic() < double.ready_at
+                if self.path == "/health":
+                    double.health_polls += 1
+                    if loading:
+                        self._json(503, {"error": {"code": 503, "message": "Loading model", "type": "unavailable_error"}})
+                    else:
+                        self._json(200, {"status": "ok"})
+                elif self.path == "/props" and publish_props and not loading:
+                    self._json(200, {"total_slots": slots, "model_path": "/models/m.gguf", "build_info": "b0-double"})
+                elif self.path == "/v1/models":
+                    self._json(200, {"object": "list", "data": [{"id": "/models/m.gguf", "object": "model"}]})
+                else:
+                    self._json(404, {"error": {"code": 404, "message": "File Not Found", "type": "not_found_error"}})
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if self.path == "/tokenize":
+                    self._json(200, {"tokens": list(range(len(body["content"].split())))})
+                    return
+                double.requests.append(body)
+                if time.monotonic() < double.ready_at:
+                    self._json(503, {"error": {"code": 503, "message": "Loading model", "type": "unavailable_error"}})
+                    return
+                n = body.get("n", 1)
+                if n > slots:
+                    msg = f"Field 'n': Value must be between 1 <= value <= {slots}"
+                    self._json(400, {"error": {"code": 400, "message": msg, "type": "invalid_request_error"}})
+                    return
+                texts = [" ".join(["w"] * (3 + 2 * i + (body.get("seed") or 0) % 3)) for i in range(n)]
+                choices = [{"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"} for i, t in enumerate(texts)]
+                usage = {"prompt_tokens": 11, "completion_tokens": len(texts[0].split())}  # the first choice's only
+                self._json(200, {"choices": choices, "usage": usage, "model": "/models/m.gguf"})
+
+            def _json(self, status, payload):
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+async def test_start_waits_while_llama_cpp_loads_its_model(capsys):
+    with LlamaCppDouble(loading_s=1.5) as double:
+        backend = OpenAIBackend("any-name", base_url=double.url)
+        started = time.monotonic()
+        await backend.start()
+        waited = time.monotonic() - started
+        completions = await backend.generate(PROMPT, SamplingParams(), "x")
+        await backend.close()
+    assert waited >= 1.0 and double.health_polls >= 2
+    assert len(completions) == 1 and len(double.requests) == 1  # nothing sent before the model was loaded
+    err = capsys.readouterr().err
+    assert "waiting for the server" in err and "Loading model" in err
+
+
+async def test_start_gives_up_on_a_model_that_never_loads_with_a_clear_message():
+    with LlamaCppDouble(loading_s=60) as double:
+        backend = OpenAIBackend("m", base_url=double.url, startup_timeout_s=1.0)
+        with pytest.raises(BackendError, match=r"still loading its model after 1 s .*503 Loading model.*startup_timeout_s"):
+            await backend.start()
+        await backend.close()
+
+
+async def test_samples_are_split_over_the_slots_from_props_and_counted_per_choice():
+    with LlamaCppDouble(slots=2) as double:
+        backend, completions = await _generate_against(double, SamplingParams(n=5, seed=7))
+    assert sorted(r["n"] for r in double.requests) == [1, 2, 2]  # concurrent: any order
+    assert sorted(r["seed"] for r in double.requests) == sorted([7, topup_seed(7, 1), topup_seed(7, 2)])
+    assert len(completions) == 5
+    # Each choice's own tokens, not the first choice's count repeated or split.
+    assert [c.completion_tokens for c in completions] == [len(c.text.split()) for c in completions]
+    assert backend.provenance()["llama_cpp"]["total_slots"] == 2 and backend.max_n_per_request == 2
+
+
+async def test_the_n_limit_is_learned_from_the_servers_refusal():
+    with LlamaCppDouble(slots=3, publish_props=False) as double:
+        backend, completions = await _generate_against(double, SamplingParams(n=7, seed=1), model="/models/m.gguf")
+    asked = [r["n"] for r in double.requests]
+    assert asked[0] == 7 and sorted(asked[1:]) == [1, 3, 3]
+    assert len(completions) == 7 and backend.max_n_per_request == 3
+    assert sorted(r["seed"] for r in double.requests[1:]) == sorted([1, topup_seed(1, 1), topup_seed(1, 2)])
+
+
+async def test_an_impossible_usage_total_is_not_split_over_choices():
+    # Without /props the server is not known as llama.cpp; a total below one token per
+    # non-empty choice cannot be the sum over choices, so each choice is estimated.
+    with LlamaCppDouble(slots=4, publish_props=False) as double:
+        _, completions = await _generate_against(double, SamplingParams(n=4, seed=0), model="/models/m.gguf")
+    from agent.backends.chat_format import estimate_tokens
+
+    assert [c.completion_tokens for c in completions] == [estimate_tokens(c.text) for c in completions]
+    assert sum(c.completion_tokens for c in completions) > len(completions[0].text.split())  # more than the reported total
+
+
+async def test_a_configured_model_name_is_an_alias_on_a_single_model_llama_cpp_server(capsys):
+    with LlamaCppDouble() as double:
+        backend, _ = await _generate_against(double, SamplingParams(), max_n_per_request=1)
+    assert double.requests[0]["model"] == "/models/m.gguf"
+    assert backend.provenance()["model"] == "double" and backend.provenance()["served_model_id"] == "/models/m.gguf"
+    assert "serves one model" in capsys.readouterr().err
+
+
+async def test_extra_body_fields_reach_the_server_and_cannot_override_the_runs_own():
+    from agent.backends import ModelConfig
+
+    with FaultInjectingServer(["ok"]) as double:
+        await _generate_against(double, SamplingParams(max_tokens=5), extra_body={"repeat_penalty": 1.1, "grammar": "root ::= \"x\""})
+    assert double.requests[0]["repeat_penalty"] == 1.1 and double.requests[0]["grammar"] == 'root ::= "x"'
+    assert double.requests[0]["max_tokens"] == 5
+    with pytest.raises(ValueError, match=r"extra_body may not set 'max_tokens', 'n'.*\[sampling\]"):
+        ModelConfig(backend="openai", base_url="http://h:1", extra_body={"n": 2, "max_tokens": 3})

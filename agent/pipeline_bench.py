@@ -1,0 +1,283 @@
+"""Benchmark: does the agent keep up with a fast model server?
+
+1. An OpenAI-compatible server double (:mod:`agent.pipeline_double`, its own
+   process on 127.0.0.1) answers at once, or after ``--latency-ms``, with
+   realistic completions for real ARC-AGI-1 tasks: correct, wrong, crashing and
+   code-less programs, prose around fenced code.
+2. pipeline: the real ``openai`` backend, solve loop, sandbox and trace (a run
+   directory written as ``arcsynth solve`` writes it, progress lines included)
+   solve the tasks; its throughput is every program (extraction failures and
+   duplicates included) over the wall time of the run.
+3. sandbox alone: the programs the pipeline sent to the sandbox, read back from
+   its trace, go straight into a fresh sandbox, all at once: what the sandbox
+   can do on the same work.
+
+The ratio of the two, ``pipeline/sandbox``, is printed last: 1.0 means the
+agent adds nothing to the sandbox's own time; the target is at least 0.8.
+Next to it: the main process's CPU (what the event loop spends per program),
+its peak memory, the trace's bytes per program, the client's request latency
+and the event loop's lag (how late a 10 ms timer fires).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import cProfile
+import io
+import os
+import pstats
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from agent.pipeline_double import MODEL_NAME, SOLUTIONS
+
+
+@dataclass
+class PipelineFigures:
+    """What one pipeline run measured."""
+
+    programs: int
+    verified: int
+    wall_s: float
+    cpu_s: float
+    peak_rss_mb: float
+    trace_bytes: int
+    statuses: dict[str, int]
+    latency_p50_s: float
+    latency_p99_s: float
+    lag_p99_ms: float
+    lag_max_ms: float
+    jobs: list[tuple[str, Any]] = field(default_factory=list, repr=False)
+
+
+def bench_tasks(count: int, dataset: str = "arc1:train") -> list[Any]:
+    """``count`` real tasks: those the double knows a solution for, then others spread over the dataset."""
+    from arcsynth.datasets import load_dataset
+
+    tasks = sorted(load_dataset(dataset), key=lambda t: t.id)
+    known = [t for t in tasks if t.id in SOLUTIONS]
+    others = [t for t in tasks if t.id not in SOLUTIONS]
+    step = max(1, len(others) // max(1, count - len(known)))
+    chosen = (known + others[::step])[:count]
+    return chosen
+
+
+@contextlib.contextmanager
+def server_double(task_ids: list[str], latency_ms: float, seed: int, dataset: str):
+    """The server double in its own process; yields its base URL."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent.pipeline_double", "--tasks", ",".join(task_ids), "--latency-ms", str(latency_ms),
+         "--seed", str(seed), "--dataset", dataset],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line.startswith("listening "):
+            raise RuntimeError(f"the server double did not start (exit status {proc.poll()})")
+        yield f"http://127.0.0.1:{int(line.split()[1])}/v1"
+    finally:
+        if proc.stdin is not None:
+            proc.stdin.close()  # the double serves until its stdin closes
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def bench_config(base_url: str, *, rounds: int, prompts: int, samples: int, concurrency: int, workers: int, seed: int) -> Any:
+    from agent.backends import ModelConfig
+    from agent.config import BudgetConfig, RunConfig, SamplingConfig
+    from sandbox import SandboxConfig
+
+    return RunConfig(
+        name="bench-pipeline",
+        seed=seed,
+        concurrency=concurrency,
+        model=ModelConfig(backend="openai", model=MODEL_NAME, base_url=base_url, concurrency=max(concurrency, 8), max_retries=2),
+        sampling=SamplingConfig(temperature=1.0, max_tokens=1024, samples_per_prompt=samples),
+        budget=BudgetConfig(rounds=rounds, first_prompts=prompts, refine_prompts=prompts, stop_after_passing=None),
+        sandbox=SandboxConfig(workers=workers),
+    )
+
+
+class LoopLag:
+    """How late a 10 ms timer fires on the event loop: what every other coroutine waits behind."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self._task: Optional[asyncio.Task] = None
+
+    async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            t = loop.time()
+            await asyncio.sleep(0.01)
+            self.samples.append(loop.time() - t - 0.01)
+
+    def __enter__(self) -> "LoopLag":
+        self._task = asyncio.get_running_loop().create_task(self._tick())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+
+def _quantile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+def _cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+async def run_pipeline(cfg: Any, tasks: list[Any], run_path: Path, profile: Optional[cProfile.Profile]) -> PipelineFigures:
+    """Solve ``tasks`` as ``arcsynth solve`` does, into ``run_path``; measure the main process."""
+    from agent.backends import make_backend
+    from agent.backends.replay import TokenCountRecorder
+    from agent.config import config_hash
+    from agent.rundir import Recorder, RunDir
+    from agent.runner import run_tasks
+    from agent.trace import RunStart, read_trace
+    from arcsynth.cli.solve import ProgressDisplay, RunCounters
+    from sandbox import Sandbox
+
+    rd = RunDir.create(run_path)
+    with Recorder(rd) as recorder:
+        async with Sandbox(cfg.sandbox) as sb:
+            backend = make_backend(cfg.model)
+            await backend.start()
+            try:
+                recorder.emit(RunStart(run_id=rd.run_id, config_hash=config_hash(cfg), resumed=False,
+                                       task_ids=[t.id for t in tasks], pid=os.getpid(), host="bench"))
+                counted = TokenCountRecorder(backend, recorder.emit)
+                # The progress lines a run in a pipe prints are part of its cost; they go nowhere here.
+                with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink), \
+                        ProgressDisplay(RunCounters(total=len(tasks)), live=False) as progress, LoopLag() as lag:
+                    recorder.add_listener(progress)
+                    cpu0, t0 = _cpu_s(), time.perf_counter()
+                    if profile is not None:
+                        profile.enable()
+                    try:
+                        summary = await run_tasks(tasks, cfg, counted, sb, recorder)
+                    finally:
+                        if profile is not None:
+                            profile.disable()
+                    wall, cpu = time.perf_counter() - t0, _cpu_s() - cpu0
+            finally:
+                await backend.close()
+    by_task = {t.id: t for t in tasks}
+    sources: dict[str, str] = {}
+    jobs: list[tuple[str, Any]] = []
+    latencies: dict[str, float] = {}
+    statuses: dict[str, int] = {}
+    for ev in read_trace(rd.trace_path):
+        if ev.event == "program":
+            key = ev.status if ev.duplicate_of is None else "duplicate"
+            statuses[key] = statuses.get(key, 0) + 1
+            if ev.source is not None:
+                sources[ev.program_id] = ev.source
+        elif ev.event == "verdict":
+            jobs.append((sources[ev.program_id], by_task[ev.task_id]))
+        elif ev.event == "completion":
+            latencies[ev.request_id] = ev.latency_s
+    lat = list(latencies.values())
+    return PipelineFigures(
+        programs=summary.n_programs, verified=len(jobs), wall_s=wall, cpu_s=cpu,
+        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        trace_bytes=rd.trace_path.stat().st_size, statuses=statuses,
+        latency_p50_s=_quantile(lat, 0.5), latency_p99_s=_quantile(lat, 0.99),
+        lag_p99_ms=1000 * _quantile(lag.samples, 0.99), lag_max_ms=1000 * max(lag.samples, default=0.0), jobs=jobs,
+    )
+
+
+async def run_sandbox_alone(cfg: Any, jobs: list[tuple[str, Any]]) -> tuple[float, int]:
+    """The same programs straight into a fresh sandbox, all at once: (seconds, passing)."""
+    from sandbox import Sandbox
+
+    async with Sandbox(cfg.sandbox) as sb:
+        t0 = time.perf_counter()
+        verdicts = await asyncio.gather(*(sb.run(source, task, check_test=False) for source, task in jobs))
+        return time.perf_counter() - t0, sum(v.all_train_pass for v in verdicts)
+
+
+def main(
+    tasks: int = 40,
+    rounds: int = 2,
+    prompts: int = 4,
+    samples: int = 8,
+    concurrency: int = 16,
+    latency_ms: float = 0.0,
+    workers: int = 0,
+    seed: int = 0,
+    repeat: int = 1,
+    profile: Optional[Path] = None,
+    keep: Optional[Path] = None,
+    dataset: str = "arc1:train",
+) -> float:
+    """Run the benchmark and print its figures; returns pipeline/sandbox (printed last)."""
+    chosen = bench_tasks(tasks, dataset)
+    per_task = rounds * prompts * samples
+    n_workers = workers or os.cpu_count() or 1
+    print(
+        f"pipeline benchmark: {len(chosen)} ARC-AGI-1 tasks x {per_task} programs ({rounds} rounds x {prompts} prompts x "
+        f"n={samples}), {concurrency} tasks in flight, server double latency {latency_ms:g} ms, {n_workers} sandbox workers, "
+        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}"
+    )
+    prof = cProfile.Profile() if profile is not None else None
+    best_pipe: Optional[PipelineFigures] = None
+    best_sbx = float("inf")
+    passing = 0
+    tmp = Path(tempfile.mkdtemp(prefix="arcsynth-bench-pipeline-"))
+    try:
+        with server_double([t.id for t in chosen], latency_ms, seed, dataset) as base_url:
+            cfg = bench_config(base_url, rounds=rounds, prompts=prompts, samples=samples, concurrency=concurrency,
+                               workers=workers, seed=seed)
+            # Pipeline and sandbox alternate; the faster run of each counts, so that a
+            # burst of other work on the machine does not decide the ratio.
+            for k in range(repeat):
+                run_path = (keep if keep is not None and k == 0 else tmp / f"run{k}")
+                figures = asyncio.run(run_pipeline(cfg, chosen, run_path, prof))
+                if best_pipe is None or figures.wall_s < best_pipe.wall_s:
+                    best_pipe = figures
+                sbx_s, passing = asyncio.run(run_sandbox_alone(cfg, figures.jobs))
+                best_sbx = min(best_sbx, sbx_s)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    f = best_pipe
+    assert f is not None
+    pipe_rate = f.programs / f.wall_s
+    sbx_rate = f.programs / best_sbx  # the mix's programs per second if only the sandbox's work counted
+    statuses = ", ".join(f"{k} {v}" for k, v in sorted(f.statuses.items(), key=lambda kv: -kv[1]))
+    print(f"pipeline:      {f.programs} programs in {f.wall_s:.1f} s = {pipe_rate:.1f} programs/s end to end "
+          f"({f.verified} run in the sandbox; {statuses})")
+    print(f"sandbox alone: the same {f.verified} programs in {best_sbx:.1f} s = {f.verified / best_sbx:.1f} programs/s, "
+          f"i.e. {sbx_rate:.1f} programs/s of the mix ({passing} pass every train pair)")
+    print(f"main process:  CPU {100 * f.cpu_s / f.wall_s:.0f}% of one core, {1000 * f.cpu_s / f.programs:.2f} ms per program; "
+          f"peak memory {f.peak_rss_mb:.0f} MB")
+    print(f"client:        request latency p50 {1000 * f.latency_p50_s:.0f} ms, p99 {1000 * f.latency_p99_s:.0f} ms; "
+          f"event loop lag p99 {f.lag_p99_ms:.0f} ms, max {f.lag_max_ms:.0f} ms")
+    print(f"trace:         {f.trace_bytes / f.programs:.0f} bytes per program ({f.trace_bytes / 1e6:.1f} MB)")
+    if prof is not None and profile is not None:
+        prof.dump_stats(str(profile))
+        out = io.StringIO()
+        pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(20)
+        print(f"profile of the main process written to {profile}; top functions by own time:")
+        print("\n".join(line for line in out.getvalue().splitlines() if line.strip())[:6000])
+    ratio = best_sbx / f.wall_s
+    print(f"pipeline/sandbox {ratio:.2f}")
+    return ratio

@@ -1,0 +1,91 @@
+"""`arcsynth bench pipeline` and its server double (figures, not a timed test)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from agent.backends.base import Message, SamplingParams
+from agent.backends.openai_server import OpenAIBackend
+from agent.pipeline_double import MODEL_NAME, SOLUTIONS, OpenAIServerDouble, render_completion, repertoire, task_grids
+from agent.program import extract_program
+from arcsynth.datasets import load_dataset
+from prompts import build_first_prompt
+from sandbox import Sandbox, SandboxConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_pool_solutions_solve_their_real_tasks_in_the_sandbox():
+    tasks = {t.id: t for t in load_dataset("arc1:train") if t.id in SOLUTIONS}
+    assert len(tasks) == len(SOLUTIONS) >= 15
+
+    async def verify():
+        async with Sandbox(SandboxConfig()) as sb:
+            return await asyncio.gather(*(sb.run(extract_program(f"```python\n{src}```").source, tasks[tid], check_test=True)
+                                          for tid, src in SOLUTIONS.items()))
+
+    for tid, verdict in zip(SOLUTIONS, asyncio.run(verify())):
+        assert verdict.all_train_pass and all(p.status == "pass" for p in verdict.test), tid
+
+
+def test_completions_mix_every_kind_of_reply():
+    rng = random.Random(0)
+    statuses: dict[str, int] = {}
+    for k in range(400):
+        programs = repertoire(f"t{k % 20}", 16)
+        text, reason = render_completion(programs[rng.randrange(16)], rng, 1024)
+        e = extract_program(text, finish_reason=reason)
+        statuses[e.status] = statuses.get(e.status, 0) + 1
+    assert statuses.get("ok", 0) > 250 and statuses.get("no_code", 0) > 10 and statuses.get("syntax_error", 0) > 0
+    # A task the pool has a solution for gets it in its repertoire; others do not.
+    assert any(p.endswith(SOLUTIONS["67a3c6ac"]) for p in repertoire("67a3c6ac", 64))
+    assert not any(p.endswith(SOLUTIONS["67a3c6ac"]) for p in repertoire("00576224", 64))
+
+
+async def test_the_double_serves_the_openai_backend_and_knows_the_task_of_a_real_prompt():
+    tasks = [t for t in load_dataset("arc1:train") if t.id in ("67a3c6ac", "6150a2bd", "00576224")]
+    double = OpenAIServerDouble(task_grids("arc1:train", [t.id for t in tasks]))
+    port = double.serve()
+    backend = OpenAIBackend(MODEL_NAME, base_url=f"http://127.0.0.1:{port}")
+    try:
+        await backend.start()
+        for task in tasks:
+            prompt = build_first_prompt(task, encoding="spaced", max_prompt_tokens=6000, count_tokens=backend.count_tokens)
+            assert double.finder.find(prompt.messages[-1].content) == task.id
+        task = tasks[0]
+        prompt = build_first_prompt(task, encoding="digits", max_prompt_tokens=6000, count_tokens=backend.count_tokens)
+        completions = await backend.generate(prompt.messages, SamplingParams(n=6, seed=3, max_tokens=1024), "x/r0/q0")
+        assert len(completions) == 6 and all(c.completion_tokens > 0 for c in completions)
+        again = await backend.generate(prompt.messages, SamplingParams(n=6, seed=3, max_tokens=1024), "x/r0/q0")
+        assert [c.text for c in again] == [c.text for c in completions]  # seeded, like a real server
+        async with httpx.AsyncClient() as client:
+            r = await client.post(f"http://127.0.0.1:{port}/v1/nothing", json={})
+            assert r.status_code == 404
+    finally:
+        await backend.close()
+        double.shutdown()
+    assert double.requests == 2
+
+
+def test_bench_pipeline_prints_its_figures_and_the_ratio_last(tmp_path):
+    r = subprocess.run(
+        [sys.executable, "-m", "arcsynth", "bench", "pipeline", "--tasks", "4", "--rounds", "2", "--prompts", "1",
+         "--samples", "4", "--keep", str(tmp_path / "run")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = r.stdout.strip().splitlines()
+    assert re.fullmatch(r"pipeline/sandbox \d+\.\d\d", lines[-1]), lines[-1]
+    pipeline = next(line for line in lines if line.startswith("pipeline:"))
+    assert re.search(r"32 programs in [\d.]+ s = [\d.]+ programs/s end to end", pipeline)
+    assert any(re.match(r"sandbox alone: the same \d+ programs", line) for line in lines)
+    assert any(re.match(r"main process: +CPU \d+% of one core, [\d.]+ ms per program; peak memory \d+ MB", line) for line in lines)
+    assert any(re.match(r"trace: +\d+ bytes per program", line) for line in lines)
+    assert (tmp_path / "run" / "trace.jsonl").stat().st_size > 0 and len(list((tmp_path / "run" / "results").iterdir())) == 4
