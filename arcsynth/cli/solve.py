@@ -248,10 +248,13 @@ def _summary_table(summary: dict[str, Any], run_dir: Path) -> Any:
     row("programs", f"{summary.get('n_programs', 0)}" + (f" ({', '.join(f'{k} {v}' for k, v in counts.items())})" if counts else ""))
     n_programs = summary.get("n_programs") or 0
     if n_programs:
-        # How much of the model's output was a program the sandbox could judge; the
-        # rest failed extraction (no_code, syntax_error, no_transform) or repeated one.
+        # How much of the model's output was a program the sandbox judged: run there, or
+        # the same source as one that was; the rest failed extraction (no_code,
+        # syntax_error, no_transform) or was not verified before its task stopped.
         ran = sum(int(all_counts.get(k, 0)) for k in RAN_IN_SANDBOX)
-        row("programs run in the sandbox", f"{ran} of {n_programs} ({100 * ran / n_programs:.0f}%)")
+        dup = int(all_counts.get("duplicate", 0))
+        row("programs judged by the sandbox", f"{ran + dup} of {n_programs} ({100 * (ran + dup) / n_programs:.0f}%)"
+            + (f", {dup} of them repeats of an earlier program" if dup else ""))
     row("prompt / completion tokens", f"{summary.get('prompt_tokens', 0)} / {summary.get('completion_tokens', 0)}")
     row("wall time (this session)", f"{summary['session_wall_s']:.1f}s")
     if summary.get("session_completion_tokens_per_s") is not None:

@@ -133,8 +133,8 @@ def test_a_run_writes_its_directory_and_prints_a_summary(recorded, tmp_path):
     assert n_requests > 3 and len(back) == n_requests, lines
     assert "pass@2 score" in r.stdout and "programs" in r.stdout
     counts = json.loads((out / "summary.json").read_text())["program_status_counts"]
-    ran = sum(counts[k] for k in ("pass", "wrong", "timeout", "error"))
-    assert re.search(rf"programs run in the sandbox\s.*{ran} of \d+ \(\d+%\)", r.stdout), r.stdout
+    judged = sum(counts[k] for k in ("pass", "wrong", "timeout", "error", "duplicate"))
+    assert re.search(rf"programs judged by the sandbox\s.*{judged} of \d+ \(\d+%\)", r.stdout), r.stdout
     assert f"arcsynth view {out}" in r.stdout
     for name in ("config.toml", "args.json", "provenance.json", "trace.jsonl", "summary.json", "submission.json",
                  "index.sqlite"):  # indexed at the end, so the viewer opens it at once
