@@ -70,9 +70,18 @@ def bench_tasks(count: int, dataset: str = "arc1:train") -> list[Any]:
     return chosen
 
 
+@dataclass
+class DoubleProcess:
+    """The server double's process: where it listens, and (after it exits) its CPU time."""
+
+    base_url: str = ""
+    cpu_s: Optional[float] = None
+    requests: int = 0
+
+
 @contextlib.contextmanager
 def server_double(task_ids: list[str], latency_ms: float, seed: int, dataset: str):
-    """The server double in its own process; yields its base URL."""
+    """The server double in its own process; yields a :class:`DoubleProcess`."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "agent.pipeline_double", "--tasks", ",".join(task_ids), "--latency-ms", str(latency_ms),
          "--seed", str(seed), "--dataset", dataset],
@@ -83,13 +92,17 @@ def server_double(task_ids: list[str], latency_ms: float, seed: int, dataset: st
         line = proc.stdout.readline()
         if not line.startswith("listening "):
             raise RuntimeError(f"the server double did not start (exit status {proc.poll()})")
-        yield f"http://127.0.0.1:{int(line.split()[1])}/v1"
+        info = DoubleProcess(base_url=f"http://127.0.0.1:{int(line.split()[1])}/v1")
+        yield info
     finally:
         if proc.stdin is not None:
             proc.stdin.close()  # the double serves until its stdin closes
         try:
+            last = proc.stdout.readline().split() if proc.stdout is not None else []
+            if len(last) == 4 and last[0] == "cpu":
+                info.cpu_s, info.requests = float(last[1]), int(last[3])
             proc.wait(10)
-        except subprocess.TimeoutExpired:
+        except (subprocess.TimeoutExpired, ValueError, UnboundLocalError):
             proc.kill()
             proc.wait()
 
@@ -244,8 +257,8 @@ def main(
     passing = 0
     tmp = Path(tempfile.mkdtemp(prefix="arcsynth-bench-pipeline-"))
     try:
-        with server_double([t.id for t in chosen], latency_ms, seed, dataset) as base_url:
-            cfg = bench_config(base_url, rounds=rounds, prompts=prompts, samples=samples, concurrency=concurrency,
+        with server_double([t.id for t in chosen], latency_ms, seed, dataset) as double:
+            cfg = bench_config(double.base_url, rounds=rounds, prompts=prompts, samples=samples, concurrency=concurrency,
                                workers=workers, seed=seed)
             # Pipeline and sandbox alternate; the faster run of each counts, so that a
             # burst of other work on the machine does not decide the ratio.
@@ -272,6 +285,9 @@ def main(
     print(f"client:        request latency p50 {1000 * f.latency_p50_s:.0f} ms, p99 {1000 * f.latency_p99_s:.0f} ms; "
           f"event loop lag p99 {f.lag_p99_ms:.0f} ms, max {f.lag_max_ms:.0f} ms")
     print(f"trace:         {f.trace_bytes / f.programs:.0f} bytes per program ({f.trace_bytes / 1e6:.1f} MB)")
+    if double.cpu_s is not None and double.requests:
+        print(f"server double: {double.cpu_s:.1f} s CPU for {double.requests} requests "
+              f"({1000 * double.cpu_s / double.requests:.1f} ms each), on the same cores as the pipeline run")
     if prof is not None and profile is not None:
         prof.dump_stats(str(profile))
         out = io.StringIO()

@@ -438,10 +438,12 @@ def main(argv: Optional[list[str]] = None) -> None:
     args = ap.parse_args(argv)
     double = OpenAIServerDouble(task_grids(args.dataset, args.tasks.split(",")), latency_s=args.latency_ms / 1000, seed=args.seed)
     port = double.serve(args.port)
+    started = time.process_time()  # what serving costs, without loading the tasks
     print(f"listening {port}", flush=True)
-    # Serve until stdin closes (the benchmark exits or is killed).
+    # Serve until stdin closes (the benchmark exits or is killed), then say what it cost.
     sys.stdin.read()
     double.shutdown()
+    print(f"cpu {time.process_time() - started:.3f} requests {double.requests}", flush=True)
 
 
 if __name__ == "__main__":

@@ -23,19 +23,28 @@ def judge(task: Task, ex: Exchange, config: SandboxConfig, layers: list[str], *,
     n_train = len(task.train)
     out: list[PairVerdict] = []
     failed_at = len(ex.results)
+    spent = 0.0  # CPU time of the pairs so far, against the program limit
+    over_at = None  # the pair where the program went over a limit
     for i, pair in enumerate(pairs):
         expected = pair.output if (i < n_train or check_test) else None
         if i >= failed_at:
             out.append(_failure(ex, i, failed_at, expected, config))
             continue
         r = ex.results[i]
-        if r.error_type == "Skipped" and out and out[-1].status == "timeout":
-            # The worker stopped the program at a CPU limit on an earlier pair.
-            out.append(PairVerdict(status="timeout", error_type="Skipped", error=r.message, expected_shape=_shape(expected)))
+        spent += r.runtime
+        if over_at is not None or (r.error_type == "Skipped" and out and out[-1].status == "timeout"):
+            # The program was stopped, or went over a limit, on an earlier pair.
+            why = r.message if over_at is None else f"not counted: the program went over a time limit on pair {over_at}"
+            out.append(PairVerdict(status="timeout", error_type="Skipped", error=why, expected_shape=_shape(expected)))
         elif r.runtime > config.pair_timeout_s:
-            # Finished, but later than allowed (results are sent in batches).
-            msg = f"took {r.runtime:.2f} s of CPU time, over the {config.pair_timeout_s:g} s pair limit"
+            # Finished, but later than allowed (the worker kills only past a grace).
+            msg = f"took {r.runtime:.2f} s of CPU time on this pair (pair limit {config.pair_timeout_s:g} s CPU)"
             out.append(PairVerdict(status="timeout", error_type="Timeout", error=msg, expected_shape=_shape(expected), runtime_s=r.runtime))
+            over_at = i
+        elif spent > config.candidate_timeout_s and not (r.kind == P.KIND_ERROR and r.error_type == "Timeout"):
+            msg = f"took {spent:.2f} s of CPU time on pairs 0-{i} (program limit {config.candidate_timeout_s:g} s CPU)"
+            out.append(PairVerdict(status="timeout", error_type="Timeout", error=msg, expected_shape=_shape(expected), runtime_s=r.runtime))
+            over_at = i
         else:
             out.append(pair_verdict(r, expected))
     return CandidateVerdict.model_construct(train=out[:n_train], test=out[n_train:], isolation=list(layers), rechecked=False)
@@ -49,19 +58,20 @@ def _failure(ex: Exchange, i: int, failed_at: int, expected: np.ndarray | None, 
     """The pair the program was on when it timed out, crashed or broke the protocol, and the ones after it."""
     shape = _shape(expected)
     if ex.outcome == "timeout":
+        # The worker enforces the limits (CPU time, and a wall-clock backstop for
+        # a program that sleeps); this is the trusted side's deadline past those.
         status, etype = "timeout", "Timeout"
         if i == failed_at:
-            spent = ex.elapsed - sum(r.runtime for r in ex.results)
-            program = ex.elapsed >= cfg.candidate_timeout_s * WALL_BACKSTOP_FACTOR * 0.99
-            limit = (f"{cfg.candidate_timeout_s * WALL_BACKSTOP_FACTOR:g} s of wall-clock time for the program" if program
-                     else f"{cfg.pair_timeout_s * WALL_BACKSTOP_FACTOR:g} s of wall-clock time for the pair")
-            msg = (f"no result within {limit} ({WALL_BACKSTOP_FACTOR:g}x the CPU limits of {cfg.pair_timeout_s:g} s per pair "
-                   f"and {cfg.candidate_timeout_s:g} s per program): the program sleeps or blocks")
-            return PairVerdict(status=status, error_type=etype, error=msg, expected_shape=shape, runtime_s=max(spent, 0.0))
+            msg = (f"the worker gave no result for {ex.elapsed:.1f} s of wall-clock time, past its own limits "
+                   f"(pair limit {cfg.pair_timeout_s:g} s CPU, program limit {cfg.candidate_timeout_s:g} s CPU, "
+                   f"{WALL_BACKSTOP_FACTOR:g}x in wall-clock time for a program that sleeps or blocks); it was replaced")
+            return PairVerdict(status=status, error_type=etype, error=msg, expected_shape=shape)
     elif ex.outcome == "died":
-        status, etype = "error", "Crashed"
+        # A program's own crash ends only its child, which the worker reports
+        # as the program's error; the worker itself dies only from outside.
+        status, etype = "error", "WorkerKilled"
         if i == failed_at:
-            msg = f"the worker process {ex.detail or 'died'} while running this pair (os._exit, a signal or a crash)"
+            msg = f"the worker process {ex.detail or 'died'} while running this program: ended from outside the sandbox, not by the program"
             return PairVerdict(status=status, error_type=etype, error=msg, expected_shape=shape)
     else:
         status, etype = "error", "ProtocolError"

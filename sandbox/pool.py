@@ -28,6 +28,10 @@ _CONTROL_TIMEOUT_S = 30.0
 # between 1 and 1 + FLUSH_FRACTION times the pair limit. Smaller means more
 # writes for slow programs, larger means loops cost more.
 FLUSH_FRACTION = 0.1
+# The trusted side's wall-clock deadlines, past the worker's own backstop: for
+# a worker that hangs, not for the program (whose limits the worker enforces).
+HANG_FACTOR = 1.2
+HANG_MARGIN_S = 1.0
 
 
 class SandboxError(RuntimeError):
@@ -305,19 +309,20 @@ async def collect(w: Worker, nonce: int, npairs: int, pair_timeout: float, candi
     finished but took longer than ``pair_timeout`` are judged from their
     reported runtime by the caller.
 
-    The limits are CPU time, which the worker enforces and reports; here they
-    are multiplied by ``backstop`` into wall-clock deadlines, which only a
-    program that sleeps or blocks (or a worker that hangs) reaches.
+    The limits are CPU time, which the worker enforces and reports; the
+    worker also ends a program that sleeps or blocks at ``backstop`` times a
+    limit in wall-clock time. The deadlines here lie beyond the worker's, so
+    they are reached only when the worker itself stops answering.
     """
     loop = asyncio.get_running_loop()
     flush_s = pair_timeout * FLUSH_FRACTION
     start = last = loop.time()
-    cand_deadline = start + candidate_timeout * backstop
+    cand_deadline = start + candidate_timeout * backstop * HANG_FACTOR + HANG_MARGIN_S
     results: list[P.Result] = []
     try:
         for i in range(npairs + 1):
             # The end frame gets a pair's limit too.
-            deadline = last + pair_timeout * backstop + flush_s
+            deadline = last + pair_timeout * backstop * HANG_FACTOR + flush_s + HANG_MARGIN_S
             if i < npairs:
                 deadline = min(deadline, cand_deadline)
             body = await _recv(loop, w, deadline)

@@ -23,7 +23,7 @@ from arcsynth.task import Task
 from sandbox import layers as L
 from sandbox.config import WALL_BACKSTOP_FACTOR, SandboxConfig, SandboxUnavailable
 from sandbox.judge import judge
-from sandbox.pool import Exchange, Host, SandboxError, Worker, WorkerDied, collect, send
+from sandbox.pool import HANG_FACTOR, HANG_MARGIN_S, Exchange, Host, SandboxError, Worker, WorkerDied, collect, send
 from sandbox.verdict import CandidateVerdict, PairVerdict
 
 # A worker (the zygote that forks each candidate's child) is replaced after this
@@ -113,6 +113,8 @@ class Sandbox:
             # What the zygote holds each child's CPU time to (sandbox.worker._relay).
             "pair_cpu_s": cfg.pair_timeout_s,
             "program_cpu_s": cfg.candidate_timeout_s,
+            # ... and how much wall-clock time a program that sleeps or blocks gets.
+            "wall_backstop": WALL_BACKSTOP_FACTOR,
             "seccomp": "seccomp" not in self.disable_layers,
             "landlock": "landlock" not in self.disable_layers,
             "read_paths": L.library_paths(),
@@ -321,7 +323,8 @@ class Sandbox:
         cfg = self.config
         # The request waits in the pipe while the program before it runs, which
         # may take up to the wall-clock backstop of its program limit.
-        send_timeout = WALL_BACKSTOP_FACTOR * cfg.candidate_timeout_s + 1.0
+        send_timeout = WALL_BACKSTOP_FACTOR * cfg.candidate_timeout_s * HANG_FACTOR + HANG_MARGIN_S + 1.0
+        deaths: list[str] = []  # how the workers that died under this program ended
         for _attempt in range(_MAX_REQUEUES):
             w = await self._pooled_worker(slot)
             seq = w.take_seq()
@@ -353,9 +356,12 @@ class Sandbox:
                     # reports as this program's error; a worker that died was
                     # killed from outside (or with the host): not the program's
                     # doing, so it runs again on a fresh worker.
+                    deaths.append(ex.detail or "died")
                     continue
             w.end_turn(seq)
             return ex
+        if deaths:
+            return Exchange([], "died", detail=f"{deaths[-1]} ({len(deaths)} workers in a row)")
         return Exchange([], "died", detail="was replaced before it could run this program, repeatedly")
 
     def _verdict(self, task: Task, ex: Exchange, check_test: bool) -> CandidateVerdict:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import builtins
 import ctypes
+import fcntl
 import itertools
 import linecache
 import os
@@ -33,8 +34,12 @@ import random
 import resource
 import select
 import signal
+import struct
+import sys
+import termios
 import time
 import traceback
+import types
 
 import numpy as np
 
@@ -347,7 +352,13 @@ def run_candidate(rfd: int, wfd: int, source: str, npairs: int) -> None:
     try:
         linecache.cache["<candidate>"] = (len(source), None, source.splitlines(True), "<candidate>")
         code = compile(source, "<candidate>", "exec")
-        ns: dict = {"__name__": "__candidate__", "__builtins__": builtins}
+        # A real module, registered under its name: @dataclass, enum, typing
+        # and pickle look a class's module up in sys.modules. The child runs
+        # this one program only, so the entry goes with it.
+        module = types.ModuleType("__candidate__")
+        module.__dict__["__builtins__"] = builtins
+        sys.modules["__candidate__"] = module
+        ns: dict = module.__dict__
         exec(code, ns)
         fn = ns.get("transform")
         if not callable(fn):
@@ -504,8 +515,16 @@ _CPU_TICK_S = 0.02
 _CPU_GRACE_S = 0.1
 
 
+def _pipe_pending(fd: int) -> int:
+    """Bytes written to a pipe and not yet read (FIONREAD works on either end); -1 when unknown."""
+    try:
+        return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+    except OSError:
+        return -1
+
+
 def _relay(child: _Child, wfd: int, body: bytearray, nonce: int, flush_s: float, src_end: int, spans: list[tuple[int, int]],
-           limits: tuple[float, float] = (0.0, 0.0)) -> None:
+           limits: tuple[float, float] = (0.0, 0.0), wall_factor: float = 0.0) -> None:
     """Hand the program and then each input to the child; forward its results under ``nonce``.
 
     Input i+1 goes to the child only once its frame for pair i is in, so a
@@ -519,7 +538,12 @@ def _relay(child: _Child, wfd: int, body: bytearray, nonce: int, flush_s: float,
 
     ``limits`` are the pair and program limits in seconds of the child's CPU
     time (0 = none): past one, the child is killed and the pair it was on is a
-    timeout naming that limit. Compiling counts towards pair 0's CPU time here.
+    timeout naming that limit. Compiling the program and running its module
+    code count towards the program limit only: pair 0's window opens when the
+    child has taken its input, which it reads once the program is loaded.
+    ``wall_factor`` times a limit in wall-clock time is the backstop for a
+    program that sleeps or blocks (its CPU clock barely moves); the trusted
+    side's own deadline lies beyond it, for a worker that hangs.
     """
     npairs = len(spans)
     pair_cpu, program_cpu = limits
@@ -554,18 +578,40 @@ def _relay(child: _Child, wfd: int, body: bytearray, nonce: int, flush_s: float,
     except OSError:
         pass
     cpu_start = pair_start = _cpu_seconds(clock)
+    wall_start = pair_wall_start = time.perf_counter()
+    loaded = False  # the child took input 0, so compiling and module code are behind it
     give()
     while not ended and not problem:
         if clock is not None:
             ready, _, _ = select.select([child.res_r], [], [], _CPU_TICK_S)
             if not ready:
                 now_cpu = _cpu_seconds(clock)
+                now = time.perf_counter()
+                if not loaded and given and _pipe_pending(child.req_w) == 0:
+                    loaded = True
+                    pair_start, pair_wall_start = now_cpu, now
                 if program_cpu and now_cpu - cpu_start > program_cpu + _CPU_GRACE_S:
-                    over = f"used more than {program_cpu:g} s of CPU time in all (the program limit)"
+                    over = f"used more than {program_cpu:g} s of CPU time in all (program limit {program_cpu:g} s CPU)"
                     break
-                if pair_cpu and now_cpu - pair_start > pair_cpu + _CPU_GRACE_S:
-                    over = f"used more than {pair_cpu:g} s of CPU time on this pair (the pair limit)"
+                if loaded and pair_cpu and now_cpu - pair_start > pair_cpu + _CPU_GRACE_S:
+                    over = f"used more than {pair_cpu:g} s of CPU time on this pair (pair limit {pair_cpu:g} s CPU)"
                     break
+                if wall_factor and program_cpu and now - wall_start > program_cpu * wall_factor:
+                    over = (f"ran {now - wall_start:.1f} s of wall-clock time in all but used only {now_cpu - cpu_start:.2f} s "
+                            f"of CPU time: it sleeps or blocks (wall-clock backstop {wall_factor:g}x the program limit "
+                            f"{program_cpu:g} s CPU)")
+                    break
+                if loaded and wall_factor and pair_cpu and now - pair_wall_start > pair_cpu * wall_factor:
+                    over = (f"ran {now - pair_wall_start:.1f} s of wall-clock time on this pair but used only "
+                            f"{now_cpu - pair_start:.2f} s of CPU time: it sleeps or blocks (wall-clock backstop "
+                            f"{wall_factor:g}x the pair limit {pair_cpu:g} s CPU)")
+                    break
+                # Results held back for batching go out while a slow pair runs,
+                # so the trusted side sees progress.
+                if pending and now - last_flush >= flush_s:
+                    _write_all(wfd, b"".join(pending))
+                    pending.clear()
+                    last_flush = now
                 continue
         try:
             data = os.read(child.res_r, 65536)
@@ -601,6 +647,8 @@ def _relay(child: _Child, wfd: int, body: bytearray, nonce: int, flush_s: float,
                 got += 1
             if got == given:
                 pair_start = _cpu_seconds(clock) if clock is not None else 0.0
+                pair_wall_start = time.perf_counter()
+                loaded = True
                 give()
         now = time.perf_counter()
         if pending and (ended or problem or now - last_flush >= flush_s):
@@ -620,6 +668,12 @@ def _relay(child: _Child, wfd: int, body: bytearray, nonce: int, flush_s: float,
     elif problem:
         etype = "ProtocolError"
         msg = f"the program's result frames were invalid ({problem}); did the program write to the result channel?"
+    elif ended_how == "was killed by SIGKILL":
+        # Not at a time limit (that is `over`): the program killed itself, or
+        # the kernel (out of memory) or another process outside the sandbox did.
+        etype = "Crashed"
+        msg = ("the program's process was killed by SIGKILL while running this pair, not at a time limit: "
+               "by the program itself, the kernel (out of memory) or a process outside the sandbox")
     else:
         etype = "Crashed"
         msg = f"the program's process {ended_how or 'died'} while running this pair (os._exit, a signal or a crash)"
@@ -653,6 +707,7 @@ def serve(spec: dict, rfd: int, wfd: int, *, uid: int | None, ruleset_fd: int | 
     """
     z = _Zygote(spec, rfd, wfd, uid, ruleset_fd)
     limits = (float(spec.get("pair_cpu_s") or 0.0), float(spec.get("program_cpu_s") or 0.0))
+    wall_factor = float(spec.get("wall_backstop") or 0.0)
     child = _Child(z)
     while True:
         head = _read_exact(rfd, 4)
@@ -662,7 +717,7 @@ def serve(spec: dict, rfd: int, wfd: int, *, uid: int | None, ruleset_fd: int | 
             os._exit(0)
         nonce, flush_s, src_end, spans = P.request_layout(body)
         P.set_request_nonce(body, 0)
-        _relay(child, wfd, body, nonce, flush_s, src_end, spans, limits)
+        _relay(child, wfd, body, nonce, flush_s, src_end, spans, limits, wall_factor)
         if once:
             os._exit(0)
         child = _Child(z)

@@ -107,13 +107,18 @@ class VLLMBackend:
             model=path,
             dtype=self.dtype,
             tensor_parallel_size=self.tensor_parallel_size,
-            data_parallel_size=self.data_parallel_size,
             gpu_memory_utilization=self.gpu_memory_utilization,
             enable_prefix_caching=self.enable_prefix_caching,
             seed=self.seed,
         )
+        if self.data_parallel_size > 1:  # left out otherwise: older vLLM releases do not know it
+            kwargs["data_parallel_size"] = self.data_parallel_size
         if self.max_model_len is not None:
             kwargs["max_model_len"] = self.max_model_len
+        # vLLM up to 0.10 logs every request unless told not to: thousands of lines per
+        # minute, formatted on this process's event loop.
+        if "disable_log_requests" in getattr(self._args_class, "__dataclass_fields__", {}):
+            kwargs["disable_log_requests"] = True
         return kwargs
 
     def _load_sync(self) -> None:

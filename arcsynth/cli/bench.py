@@ -11,14 +11,15 @@ app = typer.Typer(no_args_is_help=True, help="Measure throughput; the last line 
 
 @app.command("sandbox")
 def sandbox_bench(
-    n: int = typer.Option(2000, "--n", help="Candidates per design on the mix (the subprocess design runs fewer)."),
+    n: int = typer.Option(2000, "--n", help="Candidates per design on each synthetic mix (the subprocess design runs fewer)."),
     workers: int = typer.Option(0, "--workers", help="Worker processes for every design; 0 = one per core."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the program mix."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the program mixes."),
+    n_real: int = typer.Option(400, "--n-real", help="Programs per mix of real correct solvers (under 10 KB, 10-40 KB)."),
 ) -> None:
-    """Unprotected exec vs one subprocess per candidate vs the arcsynth sandbox."""
+    """Unprotected exec vs one subprocess per candidate vs the arcsynth sandbox, on synthetic and real program mixes."""
     from sandbox.bench import main
 
-    main(n=n, workers=workers, seed=seed)
+    main(n=n, workers=workers, seed=seed, n_real=n_real)
 
 
 @app.command("agent")

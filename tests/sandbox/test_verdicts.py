@@ -44,6 +44,42 @@ async def test_list_of_lists_and_other_dtypes_pass(sandbox, load_task, task_id, 
     assert v.all_train_pass, v.summary()
 
 
+# Real solvers use the standard library the way any module does: a dataclass
+# or an Enum looks its module up in sys.modules, pickle-free but by name.
+MODULE_FEATURES = """
+import enum
+import typing
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class Turn(enum.Enum):
+    HALF = 2
+
+
+class Step(typing.NamedTuple):
+    turns: int
+
+
+@dataclass(frozen=True, order=True)
+class Plan:
+    turn: Turn
+    steps: list = field(default_factory=list)
+
+
+def transform(grid):
+    plan = Plan(Turn.HALF, [Step(1), Step(1)])
+    assert typing.get_type_hints(Step)["turns"] is int and repr(plan).startswith("Plan(")
+    return np.rot90(grid, sum(s.turns for s in plan.steps))
+"""
+
+
+async def test_dataclasses_enums_and_named_tuples_work(sandbox, rot180_task):
+    v = await sandbox.run(MODULE_FEATURES, rot180_task)
+    assert v.all_train_pass, [(p.status, p.error) for p in v.train]
+
+
 async def test_near_miss_reports_cell_accuracy(sandbox, rot180_task):
     src = ROT180.replace("return np.rot90(grid, 2)", "out = np.rot90(grid, 2)\n    out[0, 0] = (out[0, 0] + 1) % 10\n    return out")
     v = await sandbox.run(src, rot180_task)

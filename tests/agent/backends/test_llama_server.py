@@ -189,7 +189,7 @@ def _solve(tmp_path: Path, server: LlamaServer, *overrides: str) -> subprocess.C
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     cmd = [
         sys.executable, "-m", "arcsynth", "solve", str(ROOT / "runs" / "server.toml"),
-        f"model.base_url={server.url}", "model.model=smollm2", "data.dataset=arc1:train", 'data.tasks=["66e6c45b"]',
+        f"model.base_url={server.url}", "model.model=smollm2", "data.dataset=arc1:eval", 'data.tasks=["66e6c45b"]',
         "sampling.samples_per_prompt=4", "sampling.max_tokens=96", "budget.rounds=1", "budget.first_prompts=1",
         "prompt.max_prompt_tokens=3500", *overrides, "--out", str(tmp_path / "run"),
     ]

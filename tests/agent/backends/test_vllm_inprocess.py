@@ -221,6 +221,11 @@ async def test_engine_args_carry_the_documented_knobs_and_prefix_caching(tokeniz
     assert backend.provenance()["data_parallel_size"] == 4
     await backend.close()
     assert engine.instances[0].shut_down
+    # A single replica leaves the setting to the engine (older vLLM releases lack it).
+    single, built = make_backend(tokenizer, by_request({"": 1}))
+    await single.start()
+    assert "data_parallel_size" not in built.instances[0].args.kwargs
+    await single.close()
 
 
 async def test_a_request_submitted_while_others_run_joins_them_and_returns_first(tokenizer):
