@@ -25,7 +25,9 @@ Extraction rules (in order):
    ``def``/``import``/``from``/``class`` line with trailing prose cut off, is used
    when it parses.
 6. A ``transform`` block that does not parse gives ``syntax_error`` with the line
-   and message (and says so when the completion hit the token limit).
+   and message (and says so when the completion hit the token limit), unless what
+   does not parse is whole top-level statements after ``transform`` (example calls cut
+   off by the token limit): those are dropped, noted in ``detail``.
 7. A program that uses ``np`` without importing it gets ``import numpy as np``
    prepended: the prompt contract promises numpy as ``np``.
 
@@ -305,9 +307,40 @@ def _has_future_import(tree: ast.Module) -> bool:
     return any(isinstance(node, ast.ImportFrom) and node.module == "__future__" for node in tree.body)
 
 
+def _cut_unfinished_tail(code: str) -> Optional[tuple[str, int]]:
+    """``code`` without the top-level code after ``transform`` that does not parse, and the line cut at.
+
+    Small models often follow the function with example calls that the token limit cuts
+    mid-line (``print(transform(np.array([[1, 2``). Only whole top-level statements after
+    the ``def transform`` line are dropped, the longest prefix that parses is kept, and
+    it must still define ``transform``: an error inside the function is never trimmed.
+    """
+    lines = code.split("\n")
+    start = next((i for i, ln in enumerate(lines) if re.match(rf"def\s+{ENTRY_NAME}\s*\(", ln)), None)
+    if start is None:
+        return None
+    cuts = [i for i in range(start + 1, len(lines)) if lines[i].strip() and not lines[i][:1].isspace()]
+    for i in reversed(cuts):
+        tree, _ = _parse("\n".join(lines[:i]).rstrip())
+        if tree is not None and _defines(tree, ENTRY_NAME):
+            while i > start + 1 and (not lines[i - 1].strip() or lines[i - 1].startswith("#")):
+                i -= 1  # the comment that introduced the dropped code goes with it
+            first = next(k for k in range(i, len(lines)) if lines[k].strip())
+            return "\n".join(lines[:i]).rstrip(), first + 1
+    return None
+
+
 def _from_blocks(blocks: list[_Block], notes: list[str], finish_reason: Optional[str]) -> Extraction:
+    notes = list(notes)
     for b in blocks:
         b.tree, b.error = _parse(b.code)
+        if b.tree is None:
+            cut = _cut_unfinished_tail(b.code)
+            if cut is not None:
+                b.code, line = cut
+                b.tree, b.error = _parse(b.code)
+                why = " (the completion hit the token limit)" if finish_reason == "length" else ""
+                notes.append(f"dropped the unfinished code after transform from line {line} of its block{why}")
     prefix = "; ".join(notes)
     prefix = (prefix[0].upper() + prefix[1:] + ".") if prefix else ""
 

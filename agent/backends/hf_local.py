@@ -1,4 +1,4 @@
-"""In-process Hugging Face model (CPU or GPU): the embedded SmolLM2 by default."""
+"""In-process Hugging Face model (CPU or GPU): the embedded Qwen2.5-Coder-0.5B by default."""
 
 from __future__ import annotations
 
@@ -305,13 +305,23 @@ class TransformersBackend:
                 # Seeds every device's generator; calls are serialised, so a seed fixes the samples.
                 torch.manual_seed(params.seed)
             started = time.perf_counter()
+            input_ids = enc["input_ids"].to(self._device)
+            attention_mask = enc["attention_mask"].to(self._device)
             with torch.inference_mode():
+                shared = self._shared_prompt_cache(model, input_ids, gen_config.num_return_sequences)
+                if shared is not None:
+                    # The prompt was processed once; its cache, copied per sample, covers all
+                    # but the last prompt token, which generate() feeds itself.
+                    n = gen_config.num_return_sequences
+                    gen_config.num_return_sequences = 1
+                    input_ids, attention_mask = input_ids.repeat(n, 1), attention_mask.repeat(n, 1)
                 out = model.generate(
-                    input_ids=enc["input_ids"].to(self._device),
-                    attention_mask=enc["attention_mask"].to(self._device),
+                    input_ids=input_ids,
+                    attention_mask=attention_mask,
                     generation_config=gen_config,
                     tokenizer=tokenizer,
                     stopping_criteria=StoppingCriteriaList([_StopWhenCancelled()]),
+                    **(shared or {}),
                 )
             latency = time.perf_counter() - started
             new_tokens = out[:, prompt_len:].tolist()
@@ -319,6 +329,26 @@ class TransformersBackend:
             if len(completions) < params.n:  # greedy
                 completions = [completions[0].model_copy() for _ in range(params.n)]
             return completions
+
+    @staticmethod
+    def _shared_prompt_cache(model: Any, input_ids: Any, n: int) -> dict[str, Any] | None:
+        """The prompt's key/value cache computed once and repeated for ``n`` samples, as generate() kwargs.
+
+        ``generate(num_return_sequences=n)`` copies the prompt n times before its first
+        forward pass, so a CPU spends n times the prompt's compute before the first new
+        token (83 s instead of 13 s for a 500-token prompt and n=6 with Qwen2.5-Coder-0.5B
+        on a busy core). None when there is nothing to share or the cache cannot be repeated.
+        """
+        if n <= 1 or input_ids.shape[1] < 2:
+            return None
+        out = model(input_ids=input_ids[:, :-1], use_cache=True)
+        # transformers 5.x names it `cache`, earlier versions `past_key_values`.
+        name = "cache" if "cache" in out.keys() else "past_key_values"
+        cache = out[name]
+        if cache is None or not hasattr(cache, "batch_repeat_interleave"):
+            return None
+        cache.batch_repeat_interleave(n)
+        return {name: cache}
 
     def _to_completion(self, row: list[int], params: SamplingParams, max_new: int, prompt_len: int, gen_config: Any, latency: float) -> Completion:
         eos_ids = gen_config.eos_token_id

@@ -113,6 +113,9 @@ class ProgressDisplay:
         self._bar: Any = None
         self._tasks: dict[str, TaskProgress] = {}
         self._rows: dict[str, Any] = {}
+        # request_id -> [completions asked for, completions back, their tokens]: a pipe
+        # gets a line when a request's completions are all back.
+        self._requests: dict[str, list[int]] = {}
 
     def __enter__(self) -> "ProgressDisplay":
         if self.live:
@@ -171,6 +174,18 @@ class ProgressDisplay:
         if new_round and t is not None and tid is not None:
             # The round just started: what the earlier rounds did.
             print(f"  {t.line(tid)}", flush=True)
+        if kind == "prompt":
+            self._requests[ev.request_id] = [int((ev.sampling or {}).get("n") or 1), 0, 0]
+        elif kind == "completion" and ev.request_id in self._requests:
+            req = self._requests[ev.request_id]
+            req[1] += 1
+            req[2] += ev.completion_tokens
+            if req[1] >= req[0]:
+                # A slow model is never silent for a whole round: one line per request.
+                del self._requests[ev.request_id]
+                rate = req[2] / ev.latency_s if ev.latency_s > 0 else 0.0
+                print(f"  {tid} round {t.round if t else '?'}: {req[1]} completions back after {ev.latency_s:.1f}s "
+                      f"({req[2]} tokens, {rate:.1f} tok/s)", flush=True)
         if finished:
             self._tasks.pop(ev.task_id, None)
             print(self._finished_line(ev, stats), flush=True)
@@ -209,6 +224,10 @@ def select_run_tasks(cfg: Any) -> tuple[Any, list[Any]]:
     return ds, tasks
 
 
+RAN_IN_SANDBOX = ("pass", "wrong", "timeout", "error")
+"""Program statuses of programs the sandbox ran (see agent.trace.PROGRAM_STATUSES)."""
+
+
 def _summary_table(summary: dict[str, Any], run_dir: Path) -> Any:
     from rich.table import Table
 
@@ -224,8 +243,18 @@ def _summary_table(summary: dict[str, Any], run_dir: Path) -> Any:
     if summary.get("pass2") is not None:
         p = summary["pass2"]
         row("pass@2 score", f"{p['total']:g} / {p['n_tasks']} tasks ({100 * p['score']:.1f}%)")
-    counts = {k: v for k, v in (summary.get("program_status_counts") or {}).items() if v}
+    all_counts = summary.get("program_status_counts") or {}
+    counts = {k: v for k, v in all_counts.items() if v}
     row("programs", f"{summary.get('n_programs', 0)}" + (f" ({', '.join(f'{k} {v}' for k, v in counts.items())})" if counts else ""))
+    n_programs = summary.get("n_programs") or 0
+    if n_programs:
+        # How much of the model's output was a program the sandbox judged: run there, or
+        # the same source as one that was; the rest failed extraction (no_code,
+        # syntax_error, no_transform) or was not verified before its task stopped.
+        ran = sum(int(all_counts.get(k, 0)) for k in RAN_IN_SANDBOX)
+        dup = int(all_counts.get("duplicate", 0))
+        row("programs judged by the sandbox", f"{ran + dup} of {n_programs} ({100 * (ran + dup) / n_programs:.0f}%)"
+            + (f", {dup} of them repeats of an earlier program" if dup else ""))
     row("prompt / completion tokens", f"{summary.get('prompt_tokens', 0)} / {summary.get('completion_tokens', 0)}")
     row("wall time (this session)", f"{summary['session_wall_s']:.1f}s")
     if summary.get("session_completion_tokens_per_s") is not None:
@@ -459,7 +488,7 @@ def run_solve(
         raise SolveFailure(f"{e}\n(run directory {rd.path} is kept; continue it with: arcsynth solve --resume {rd.path})", e.code) from None
     _index(rd.path)
     console.print(_summary_table(summary, rd.path))
-    console.print(escape(f"what each task and program did: arcsynth show {rd.path} [TASK_ID]"))
+    console.print(escape(f"what each task and program did: arcsynth show {rd.path} [TASK_ID]  (or browse it: arcsynth view {rd.path})"))
     console.print(escape(f"run directory: {rd.path}"))
     results = rd.read_results()
     if results and all(r.get("status") == "error" for r in results.values()):

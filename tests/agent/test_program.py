@@ -247,6 +247,29 @@ def test_unparseable_source_falls_back_to_whitespace_normalisation():
     assert program_hash(a) == program_hash(b)
 
 
+def test_example_calls_cut_off_after_transform_are_dropped():
+    # A prefilled reply continued by a small model: the function, then example calls
+    # that the token limit cuts mid-line.
+    reply = (
+        "```python\ndef transform(grid):\n    return grid[::-1]\n\n"
+        "def helper(x):\n    return x\n\n# Test the function\nprint(transform(np.array([[1, 2], [3"
+    )
+    e = extract_program(reply, finish_reason="length")
+    assert e.status == "ok"
+    assert np.array_equal(run(e), GRID[::-1])
+    assert "def helper" in e.source and "print(" not in e.source and "# Test" not in e.source
+    assert "dropped the unfinished code after transform from line 7" in e.detail.lower()
+    assert "token limit" in e.detail
+
+
+def test_an_unfinished_function_body_is_not_trimmed_into_a_program():
+    # The cut-off is inside transform itself (a later unindented line must not make the
+    # earlier part pass as a program).
+    reply = "```python\ndef transform(grid):\n    out = [\n        row\nfor row in grid\nprint(transform(grid)"
+    e = extract_program(reply, finish_reason="length")
+    assert e.status == "syntax_error"
+
+
 # --- hashing what extraction parsed
 
 

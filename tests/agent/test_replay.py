@@ -1,5 +1,5 @@
 """Replay: the backend serves recorded completions and refuses a diverged run;
-a real recorded SmolLM2 run replays to identical results."""
+a real recorded quickstart run replays to identical results."""
 
 from __future__ import annotations
 
@@ -168,21 +168,48 @@ def test_cli_replay_reports_a_diverged_run(scripted_recorded, tmp_path):
     assert errors and "diverged" in errors[0].reason
 
 
+# The quickstart recorded as on a fresh machine, before `scripts/test.sh` installs scipy:
+# scipy is hidden from the recording process (nothing is uninstalled).
+_WITHOUT_SCIPY = """
+import importlib.metadata as md, importlib.util as u, sys
+find, version = u.find_spec, md.version
+u.find_spec = lambda name, *a, **k: None if name.split(".")[0] == "scipy" else find(name, *a, **k)
+def _version(name):
+    if name == "scipy":
+        raise md.PackageNotFoundError(name)
+    return version(name)
+md.version = _version
+sys.argv[0] = "arcsynth"
+from arcsynth.cli import main
+main()
+"""
+
+
 @pytest.mark.slow
-def test_real_smollm2_run_replays_bit_for_bit(tmp_path):
-    """Record a short real run with the embedded SmolLM2, replay it, compare everything."""
+def test_real_quickstart_run_replays_bit_for_bit_after_scipy_is_installed(tmp_path):
+    """Record a short real run of the quickstart (the embedded Qwen model) on a machine without
+    scipy, replay it where scipy is installed, compare everything."""
     recorded = tmp_path / "recorded"
     r = subprocess.run(
-        arcsynth("solve", ROOT / "runs" / "quickstart.toml", "--out", recorded, 'data.tasks=["66e6c45b"]',
-                 "sampling.samples_per_prompt=2", "sampling.max_tokens=24", "budget.rounds=2"),
+        [sys.executable, "-c", _WITHOUT_SCIPY, "solve", str(ROOT / "runs" / "quickstart.toml"), "--out", str(recorded),
+         'data.tasks=["68b16354"]', "sampling.samples_per_prompt=3", "sampling.max_tokens=48", "budget.rounds=2"],
         cwd=ROOT, capture_output=True, text=True, timeout=900,
     )
     assert r.returncode == 0, r.stderr + r.stdout
     prov = json.loads((recorded / "provenance.json").read_text())
-    assert prov["model"]["weights_sha256"]
-    completions = [e for e in read_trace(recorded / "trace.jsonl") if e.event == "completion"]
-    assert len(completions) >= 2 and all(c.completion_tokens > 0 for c in completions)
+    assert prov["model"]["weights_sha256"] and "scipy" not in prov["packages"]
+    assert "offer_scipy = false" in (recorded / "config.toml").read_text()
+    trace = list(read_trace(recorded / "trace.jsonl"))
+    completions = [e for e in trace if e.event == "completion"]
+    assert len(completions) >= 3 and all(c.completion_tokens > 0 for c in completions)
+    # The prompt recorded the prefill as the reply's start, and programs reached the sandbox.
+    prompts = [e for e in trace if e.event == "prompt"]
+    assert all(p.messages[-1]["role"] == "assistant" and p.messages[-1]["content"].endswith("def transform(grid):\n") for p in prompts)
+    assert any(e.event == "verdict" for e in trace)
 
+    import importlib.util
+
+    assert importlib.util.find_spec("scipy") is not None  # the test extras installed it
     out = tmp_path / "replayed"
     r = subprocess.run(arcsynth("replay", recorded, "--out", out), cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr + r.stdout

@@ -125,7 +125,17 @@ def test_a_run_writes_its_directory_and_prints_a_summary(recorded, tmp_path):
     assert sum(bool(re.match(r"\[\d/3\] \w{8}: ", line)) for line in lines) == 3
     rounds = [line for line in lines if re.match(r"  \w{8} round 1: \d+ programs, \d+ verified, \d+ passing, best train accuracy", line)]
     assert len(rounds) == 3, lines
+    # ... and one per request when its completions are all back.
+    from agent.trace import read_trace
+
+    n_requests = sum(e.event == "prompt" for e in read_trace(out / "trace.jsonl"))
+    back = [line for line in lines if re.match(r"  \w{8} round \d: \d+ completions back after [\d.]+s \(\d+ tokens, [\d.]+ tok/s\)", line)]
+    assert n_requests > 3 and len(back) == n_requests, lines
     assert "pass@2 score" in r.stdout and "programs" in r.stdout
+    counts = json.loads((out / "summary.json").read_text())["program_status_counts"]
+    judged = sum(counts[k] for k in ("pass", "wrong", "timeout", "error", "duplicate"))
+    assert re.search(rf"programs judged by the sandbox\s.*{judged} of \d+ \(\d+%\)", r.stdout), r.stdout
+    assert f"arcsynth view {out}" in r.stdout
     for name in ("config.toml", "args.json", "provenance.json", "trace.jsonl", "summary.json", "submission.json",
                  "index.sqlite"):  # indexed at the end, so the viewer opens it at once
         assert (out / name).is_file(), name

@@ -27,7 +27,7 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def smollm2_folder() -> Path:
     """The converted embedded model (converted on first use, then reused from the cache)."""
-    return resolve_embedded_model()
+    return resolve_embedded_model("smollm2")
 
 
 @pytest.fixture(scope="session")

@@ -16,10 +16,10 @@ from agent.backends.vllm_inprocess import VLLMBackend
 
 def test_default_is_the_embedded_model_in_process():
     cfg = ModelConfig()
-    assert (cfg.backend, cfg.model, DEFAULT_MODEL) == ("transformers", "smollm2", "smollm2")
+    assert (cfg.backend, cfg.model, DEFAULT_MODEL) == ("transformers", "qwen2.5-coder-0.5b", "qwen2.5-coder-0.5b")
     backend = make_backend(cfg)
     assert isinstance(backend, TransformersBackend) and isinstance(backend, Backend)
-    assert backend.model_id == "smollm2"
+    assert backend.model_id == "qwen2.5-coder-0.5b"
 
 
 @pytest.mark.parametrize(
