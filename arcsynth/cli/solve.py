@@ -208,9 +208,14 @@ class RunOutcome:
     summary: dict[str, Any]
 
 
-def select_run_tasks(cfg: Any) -> tuple[Any, list[Any]]:
-    """Load the dataset and pick the tasks of ``cfg.data``; user errors become SolveFailure."""
-    from arcsynth.datasets import DatasetError, UnknownTaskError, load_dataset, select_tasks
+def select_run_tasks(cfg: Any, *, whole: bool = False) -> tuple[Any, list[Any]]:
+    """Load the dataset and pick the tasks of ``cfg.data``; user errors become SolveFailure.
+
+    With ``data.shard`` set, only that shard's tasks, unless ``whole``: then the whole
+    selection the shard is a part of.
+    """
+    from agent.config import parse_shard
+    from arcsynth.datasets import DatasetError, UnknownTaskError, load_dataset, select_tasks, shard_tasks
     from arcsynth.task import TaskFormatError
 
     d = cfg.data
@@ -221,7 +226,24 @@ def select_run_tasks(cfg: Any) -> tuple[Any, list[Any]]:
         raise SolveFailure(f"data: {e}") from None
     if not tasks:
         raise SolveFailure(f"data: no tasks selected from {d.dataset}")
+    if d.shard is not None and not whole:
+        k, n = parse_shard(d.shard)
+        picked = shard_tasks(tasks, k, n)
+        if not picked:
+            raise SolveFailure(f"data.shard {d.shard}: shard {k} is empty, the selection has only {len(tasks)} task(s); "
+                               f"use at most {len(tasks)} shards")
+        tasks = picked
     return ds, tasks
+
+
+def run_data_provenance(cfg: Any, dataset: Any, tasks: list[Any]) -> dict[str, Any]:
+    """provenance.json's ``data``: for a shard, also the whole selection it is a part of."""
+    from arcsynth.datasets import data_provenance
+
+    if cfg.data.shard is None:
+        return data_provenance(dataset, tasks)
+    _, whole = select_run_tasks(cfg, whole=True)
+    return data_provenance(dataset, tasks, shard=cfg.data.shard, selected=whole)
 
 
 RAN_IN_SANDBOX = ("pass", "wrong", "timeout", "error")
@@ -413,17 +435,31 @@ async def execute_run(
 
 def run_solve(
     config: Optional[Path], overrides: list[str], *, out: Optional[Path], resume: Optional[Path],
-    argv: list[str], live: bool, console: Any,
+    argv: list[str], live: bool, console: Any, shard: Optional[str] = None,
 ) -> RunOutcome:
-    """The whole of ``arcsynth solve``; raises SolveFailure for every user-facing error."""
-    from agent.config import ConfigError, config_hash, config_to_toml, load_config, parse_config, resolve_environment
-    from agent.rundir import RecordError, RunDir, RunDirError, default_run_dir
-    from arcsynth.datasets import data_provenance
+    """The whole of ``arcsynth solve``; raises SolveFailure for every user-facing error.
 
+    ``shard`` ("K/N") sets ``data.shard`` of a new run; for a resumed run it must be
+    the run's own shard.
+    """
+    from agent.config import ConfigError, config_hash, config_to_toml, load_config, parse_config, parse_shard, resolve_environment
+    from agent.rundir import RecordError, RunDir, RunDirError, default_run_dir
+
+    if shard is not None:
+        try:
+            parse_shard(shard)
+        except ValueError as e:
+            raise SolveFailure(f"--shard: {e}") from None
     try:
         if resume is not None:
             rd = RunDir.open_existing(resume)
             cfg = load_config(rd.config_path)
+            own = cfg.data.shard
+            if shard is not None and (own is None or parse_shard(own) != parse_shard(shard)):
+                raise SolveFailure(
+                    f"--shard {shard}: the run in {resume} is {f'shard {own}' if own else 'not a shard'} "
+                    f"(data.shard in its config.toml); a resume continues the run's own tasks, give no --shard"
+                )
             if config is not None or overrides:
                 asked = load_config(config, overrides) if config is not None else parse_config(
                     cfg.model_dump(mode="json"), overrides, source="overrides")
@@ -437,6 +473,8 @@ def run_solve(
         else:
             if config is None:
                 raise SolveFailure("give a CONFIG.toml (see runs/quickstart.toml), or --resume RUN_DIR")
+            if shard is not None:
+                overrides = [*overrides, f'data.shard="{shard.strip()}"']
             cfg = load_config(config, overrides)
     except ConfigError as e:
         raise SolveFailure(str(e)) from None
@@ -469,7 +507,7 @@ def run_solve(
     try:
         summary = asyncio.run(execute_run(
             cfg, rd, tasks, argv=argv, resumed=resume is not None, dataset_name=dataset.name, live=live,
-            data=data_provenance(dataset, tasks),
+            data=run_data_provenance(cfg, dataset, tasks),
         ))
     except RecordError as e:
         raise SolveFailure(
@@ -532,6 +570,11 @@ def solve(
     overrides: Optional[list[str]] = typer.Argument(None, help="Config overrides key.path=value, e.g. sampling.temperature=0.8 data.limit=5.", show_default=False),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory to create (must be new or empty). Default: OUT_ROOT/NAME-YYYYmmdd-HHMMSS."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this directory with its own config; finished tasks are not redone."),
+    shard: Optional[str] = typer.Option(
+        None, "--shard", metavar="K/N",
+        help="Solve only shard K of N (0 <= K < N) of the selected tasks, e.g. one job of a Slurm array "
+        "(--shard $SLURM_ARRAY_TASK_ID/N); sets data.shard. Join the N run directories with `arcsynth merge`.",
+    ),
 ) -> None:
     """Solve ARC tasks: sample programs, verify them in the sandbox, refine, vote."""
     overrides = list(overrides or [])
@@ -543,6 +586,7 @@ def solve(
         fail("--out and --resume exclude each other: a resumed run writes into its own directory")
     console = stdout_console()
     try:
-        run_solve(config, overrides, out=out, resume=resume, argv=list(sys.argv), live=sys.stdout.isatty(), console=console)
+        run_solve(config, overrides, out=out, resume=resume, argv=list(sys.argv), live=sys.stdout.isatty(), console=console,
+                  shard=shard)
     except SolveFailure as e:
         fail(str(e), code=e.code)
