@@ -296,12 +296,15 @@ async def _quiet(ref: Any) -> None:
 
 async def _dispatch(ray: Any, todo: list[Any], cfg: Any, recorder: Any, nodes: list[NodeInfo], skipped: int) -> RunSummary:
     """Hand tasks to nodes as they free up; write each task's events and result as they come."""
-    from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayTaskError
+    import ray.exceptions as rex
+    from ray.exceptions import RayTaskError
 
     from agent.loop import TaskOutcome
     from agent.trace import TokenCount
 
-    lost = (RayActorError, ActorDiedError, ActorUnavailableError)
+    # What a lost node raises; the finer classes exist in newer Ray versions only.
+    lost = tuple(getattr(rex, name) for name in ("RayActorError", "ActorDiedError", "ActorUnavailableError", "NodeDiedError")
+                 if hasattr(rex, name))
     queue: deque[Any] = deque(todo)
     outcomes: dict[str, TaskOutcome] = {}
     counted: set[str] = set()
