@@ -65,7 +65,7 @@ def _start_node(args: list[str], log: Path) -> subprocess.Popen:
 
 def _stop_node(proc: subprocess.Popen) -> None:
     """Stop the node's whole process group (gcs, raylet, workers), politely first."""
-    for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+    for sig, grace in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
@@ -189,3 +189,32 @@ def test_without_ray_installed_the_error_says_how_to_install_it(tmp_path, monkey
     assert r.exit_code == 2, r.output
     assert "--ray needs Ray, which is not installed: pip install 'arcsynth[ray]'" in " ".join(r.output.split())
     assert not (tmp_path / "run").exists()
+
+
+@needs_ray
+def test_the_tasks_of_a_node_lost_mid_run_are_solved_on_the_others(cluster, one_process, tmp_path):
+    _, one = one_process
+    # A slow server keeps every task in flight for seconds, so the node dies holding some.
+    with server_double(TASKS, 2000.0, 0, "arc1:train") as slow:
+        cfg = write_config(tmp_path / "cfg.toml", slow.base_url)
+        third = _start_node(["--address", cluster], tmp_path / "third.log")
+        out, log = tmp_path / "ray", tmp_path / "solve.log"
+        try:
+            with open(log, "wb") as f:
+                solve = subprocess.Popen([sys.executable, "-m", "arcsynth", "solve", str(cfg), "--ray", cluster,
+                                          "--out", str(out)], cwd=ROOT, env=_env(), stdout=f, stderr=subprocess.STDOUT)
+            deadline = time.monotonic() + 120
+            while "completions back" not in log.read_text(errors="replace") and time.monotonic() < deadline:
+                assert solve.poll() is None, log.read_text()
+                time.sleep(0.2)
+        finally:
+            _stop_node(third)
+        assert solve.wait(300) == 0, log.read_text()[-3000:]
+    assert result_differences(one, out) == []
+    assert (out / "submission.json").read_text() == (one / "submission.json").read_text()
+    from agent.trace import TaskStart, read_trace
+
+    starts = [e.task_id for e in read_trace(out / "trace.jsonl") if isinstance(e, TaskStart)]
+    assert set(starts) == set(TASKS) and len(starts) > len(TASKS)  # the lost node's tasks started again
+    per_node = json.loads((out / "summary.json").read_text())["sandbox_stats"]["tasks_per_node"]
+    assert len(per_node) == 3 and sum(per_node.values()) == len(TASKS)
