@@ -25,7 +25,7 @@ def merge(
 ) -> None:
     """Merge the shard runs of one selection (`solve --shard K/N`) into one run directory."""
     from agent.merge import MergeError, merge_runs
-    from agent.rundir import RunDirError
+    from agent.rundir import RecordError, RunDirError
     from arcsynth.cli.solve import _index, _summary_table
 
     if any(Path(r).resolve() == out.resolve() for r in runs):
@@ -35,7 +35,13 @@ def merge(
         outcome = merge_runs(list(runs), out, argv=list(sys.argv))
     except MergeError as e:
         fail(f"cannot merge: {e}")
-    except (RunDirError, OSError) as e:
+    except RunDirError as e:
+        if not isinstance(e, RecordError):  # --out exists and is not empty, or cannot be created
+            fail(str(e))
+        if created_here:
+            shutil.rmtree(out, ignore_errors=True)
+        fail(str(e), code=3)
+    except OSError as e:
         # Checks passed but writing failed (disk full, permissions): leave no half-merged run behind.
         if created_here:
             shutil.rmtree(out, ignore_errors=True)

@@ -165,7 +165,8 @@ def test_merge_refuses_what_is_not_the_shards_of_one_run(runs, tmp_path):
     assert "no such directory" in refused(s0, tmp_path / "nothing")
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("")
-    assert "exists and is not empty" in " ".join(cli("merge", s0, s1, "--out", tmp_path / "full").output.split())
+    r = cli("merge", s0, s1, "--out", tmp_path / "full")
+    assert r.exit_code == 2 and "exists and is not empty" in " ".join(r.output.split()), r.output
 
 
 def test_a_merge_of_unfinished_shards_says_so_and_resumes_to_the_one_process_run(runs, tmp_path):
@@ -185,3 +186,10 @@ def test_a_merge_of_unfinished_shards_says_so_and_resumes_to_the_one_process_run
     assert r.exit_code == 0, r.output
     assert result_differences(runs / "one", out) == []
     assert (out / "submission.json").read_text() == (runs / "one" / "submission.json").read_text()
+
+
+def test_a_shard_replays_its_own_tasks(runs, tmp_path):
+    r = cli("replay", runs / "s1", "--out", tmp_path / "replay")
+    assert r.exit_code == 0, r.output
+    assert "replay identical" in r.output
+    assert sorted(p.stem for p in (tmp_path / "replay" / "results").glob("*.json")) == sorted(TASKS[1::2])
