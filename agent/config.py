@@ -40,8 +40,22 @@ __all__ = [
     "config_to_toml",
     "load_config",
     "parse_config",
+    "parse_shard",
     "resolve_environment",
 ]
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` -> ``(K, N)`` with ``0 <= K < N``; ValueError saying what is wrong otherwise."""
+    k, sep, n = str(text).strip().partition("/")
+    if not sep or not k.strip().isdigit() or not n.strip().isdigit():
+        raise ValueError(f"must be K/N with whole numbers, e.g. 0/4 for the first of four shards; got {text!r}")
+    ki, ni = int(k), int(n)
+    if ni < 1:
+        raise ValueError(f"N must be at least 1 in K/N; got {text!r}")
+    if ki >= ni:
+        raise ValueError(f"K must be one of 0..{ni - 1} in K/N (shards are numbered from 0); got {text!r}")
+    return ki, ni
 
 
 class _Strict(BaseModel):
@@ -57,6 +71,19 @@ class DataConfig(_Strict):
     limit: Optional[int] = Field(None, ge=1, description="Keep only the first `limit` selected tasks.")
     sample: Optional[int] = Field(None, ge=1, description="Seeded random sample of this many tasks (seed = run seed), kept in dataset order.")
     lenient: bool = Field(False, description="Skip malformed tasks (listed at start) instead of refusing the dataset.")
+    shard: Optional[str] = Field(
+        None,
+        description="'K/N': solve only shard K (0 <= K < N) of the selected tasks, every N-th task starting at the K-th, "
+        "for running one selection as N jobs (e.g. a Slurm array); `arcsynth merge` joins the N run directories.",
+    )
+
+    @field_validator("shard")
+    @classmethod
+    def _shard_is_k_of_n(cls, value: Optional[str]) -> Optional[str]:
+        if value is None:
+            return None
+        parse_shard(value)
+        return value
 
 
 class SamplingConfig(_Strict):

@@ -35,6 +35,7 @@ __all__ = [
     "BUILTIN_DATASETS",
     "Dataset",
     "data_provenance",
+    "shard_tasks",
     "tasks_digest",
     "DatasetError",
     "UnknownTaskError",
@@ -345,6 +346,16 @@ def select_tasks(
     return chosen
 
 
+def shard_tasks(tasks: Sequence[Task], k: int, n: int) -> list[Task]:
+    """Shard ``k`` of ``n`` of ``tasks``: every ``n``-th task starting at the ``k``-th.
+
+    Interleaved rather than in blocks so that each shard gets a like share of a
+    selection whose hard tasks cluster (datasets are often in a meaningful order);
+    the ``n`` shards are disjoint and together hold every task.
+    """
+    return list(tasks[k::n])
+
+
 def tasks_digest(tasks: Sequence[Task]) -> str:
     """SHA-256 of the tasks' canonical JSON, in the given order: which task set a run solved.
 
@@ -358,6 +369,17 @@ def tasks_digest(tasks: Sequence[Task]) -> str:
     return h.hexdigest()
 
 
-def data_provenance(dataset: Dataset, tasks: Sequence[Task]) -> dict[str, Any]:
-    """What provenance.json records of a run's data: spec, source file, task count, digest."""
-    return {"dataset": dataset.name, "source": dataset.source, "n_tasks": len(tasks), "tasks_sha256": tasks_digest(tasks)}
+def data_provenance(dataset: Dataset, tasks: Sequence[Task], *, shard: str | None = None,
+                    selected: Sequence[Task] | None = None) -> dict[str, Any]:
+    """What provenance.json records of a run's data: spec, source file, task count, digest.
+
+    A shard run also records its shard and the count and digest of the whole selection
+    it is a part of, so that `arcsynth merge` can tell shards of one selection apart
+    from shards of another.
+    """
+    out: dict[str, Any] = {"dataset": dataset.name, "source": dataset.source, "n_tasks": len(tasks),
+                           "tasks_sha256": tasks_digest(tasks)}
+    if shard is not None:
+        whole = list(selected) if selected is not None else list(tasks)
+        out.update({"shard": shard, "n_tasks_selected": len(whole), "selected_sha256": tasks_digest(whole)})
+    return out

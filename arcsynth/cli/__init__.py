@@ -52,13 +52,14 @@ def _root(
 
 
 def _register() -> None:
-    from arcsynth.cli import bench, export, replay, report, runs, score, show, solve, tasks, verify, view
+    from arcsynth.cli import bench, export, merge, replay, report, runs, score, show, solve, tasks, verify, view
 
     app.add_typer(tasks.app, name="tasks")
     app.command("verify", help=verify.verify.__doc__)(verify.verify)
     app.command("score", help=score.score.__doc__)(score.score)
     app.command("solve", help=solve.__doc__)(solve.solve)
     app.command("replay", help=replay.__doc__)(replay.replay)
+    app.command("merge", help=merge.__doc__)(merge.merge)
     app.command("view", help=view.view.__doc__)(view.view)
     app.command("show", help=show.show.__doc__)(show.show)
     app.command("runs", help=runs.runs.__doc__)(runs.runs)

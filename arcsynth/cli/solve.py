@@ -208,9 +208,14 @@ class RunOutcome:
     summary: dict[str, Any]
 
 
-def select_run_tasks(cfg: Any) -> tuple[Any, list[Any]]:
-    """Load the dataset and pick the tasks of ``cfg.data``; user errors become SolveFailure."""
-    from arcsynth.datasets import DatasetError, UnknownTaskError, load_dataset, select_tasks
+def select_run_tasks(cfg: Any, *, whole: bool = False) -> tuple[Any, list[Any]]:
+    """Load the dataset and pick the tasks of ``cfg.data``; user errors become SolveFailure.
+
+    With ``data.shard`` set, only that shard's tasks, unless ``whole``: then the whole
+    selection the shard is a part of.
+    """
+    from agent.config import parse_shard
+    from arcsynth.datasets import DatasetError, UnknownTaskError, load_dataset, select_tasks, shard_tasks
     from arcsynth.task import TaskFormatError
 
     d = cfg.data
@@ -221,7 +226,24 @@ def select_run_tasks(cfg: Any) -> tuple[Any, list[Any]]:
         raise SolveFailure(f"data: {e}") from None
     if not tasks:
         raise SolveFailure(f"data: no tasks selected from {d.dataset}")
+    if d.shard is not None and not whole:
+        k, n = parse_shard(d.shard)
+        picked = shard_tasks(tasks, k, n)
+        if not picked:
+            raise SolveFailure(f"data.shard {d.shard}: shard {k} is empty, the selection has only {len(tasks)} task(s); "
+                               f"use at most {len(tasks)} shards")
+        tasks = picked
     return ds, tasks
+
+
+def run_data_provenance(cfg: Any, dataset: Any, tasks: list[Any]) -> dict[str, Any]:
+    """provenance.json's ``data``: for a shard, also the whole selection it is a part of."""
+    from arcsynth.datasets import data_provenance
+
+    if cfg.data.shard is None:
+        return data_provenance(dataset, tasks)
+    _, whole = select_run_tasks(cfg, whole=True)
+    return data_provenance(dataset, tasks, shard=cfg.data.shard, selected=whole)
 
 
 RAN_IN_SANDBOX = ("pass", "wrong", "timeout", "error")
@@ -333,11 +355,13 @@ async def _cancel_stragglers() -> None:
 
 async def execute_run(
     cfg: Any, rd: Any, tasks: list[Any], *, argv: list[str], resumed: bool, dataset_name: str, live: bool,
-    backend: Any = None, data: dict[str, Any] | None = None,
+    backend: Any = None, data: dict[str, Any] | None = None, ray_address: str | None = None,
 ) -> dict[str, Any]:
     """Start backend and sandbox, solve the tasks not done yet, write summary and submission.
 
     ``backend`` replaces the one ``cfg.model`` names (tests, embedding in other tools).
+    With ``ray_address`` the tasks are solved on the nodes of that Ray cluster, each
+    with its own sandbox and backend, and recorded here (agent.ray_runner).
     """
     from agent.backends import BackendError, make_backend
     from agent.backends.replay import TokenCountRecorder
@@ -363,37 +387,43 @@ async def execute_run(
     counters = RunCounters(total=len(tasks), done=len(done_ids))
     run_summary: Any = None
     with Recorder(rd) as recorder:
-        async with contextlib.AsyncExitStack() as stack:
-            try:
-                sb = await stack.enter_async_context(Sandbox(cfg.sandbox))
-            except SandboxUnavailable as e:
-                raise SolveFailure(f"sandbox: {e}", before_start=True) from None
-            try:
-                if backend is None:
-                    backend = make_backend(cfg.model)
-                await backend.start()
-            except BackendError as e:
-                raise SolveFailure(f"model backend '{cfg.model.backend}' cannot serve: {e}", before_start=True) from None
-            stack.push_async_callback(backend.close)
-            backend = TokenCountRecorder(backend, recorder.emit)
-            rd.write_provenance(collect_provenance(
-                config_hash=chash, seed=cfg.seed, argv=argv, backend=backend,
-                sandbox_layers=list(getattr(sb, "layers", []) or []), started_at=started_at, resumed=resumed,
-                data=data,
-            ))
-            recorder.emit(RunStart(run_id=rd.run_id, config_hash=chash, resumed=resumed, task_ids=[t.id for t in tasks],
-                                   pid=os.getpid(), host=socket.gethostname()))
-            from agent.runner import run_tasks
-
-            with ProgressDisplay(counters, live=live) as progress:
-                recorder.add_listener(progress)
+        if ray_address is not None:
+            run_summary, sandbox_stats = await _execute_on_ray(
+                cfg, rd, tasks, recorder, counters, ray_address=ray_address, done=done_ids, argv=argv, resumed=resumed,
+                started_at=started_at, data=data, live=live,
+            )
+        else:
+            async with contextlib.AsyncExitStack() as stack:
                 try:
-                    run_summary = await run_tasks(tasks, cfg, backend, sb, recorder, done=done_ids)
-                finally:
-                    await _cancel_stragglers()
-                if recorder.error is not None:  # a caller swallowed it; the run is not recorded
-                    raise recorder.error
-            sandbox_stats = _as_dict(getattr(sb, "stats", None))
+                    sb = await stack.enter_async_context(Sandbox(cfg.sandbox))
+                except SandboxUnavailable as e:
+                    raise SolveFailure(f"sandbox: {e}", before_start=True) from None
+                try:
+                    if backend is None:
+                        backend = make_backend(cfg.model)
+                    await backend.start()
+                except BackendError as e:
+                    raise SolveFailure(f"model backend '{cfg.model.backend}' cannot serve: {e}", before_start=True) from None
+                stack.push_async_callback(backend.close)
+                backend = TokenCountRecorder(backend, recorder.emit)
+                rd.write_provenance(collect_provenance(
+                    config_hash=chash, seed=cfg.seed, argv=argv, backend=backend,
+                    sandbox_layers=list(getattr(sb, "layers", []) or []), started_at=started_at, resumed=resumed,
+                    data=data,
+                ))
+                recorder.emit(RunStart(run_id=rd.run_id, config_hash=chash, resumed=resumed, task_ids=[t.id for t in tasks],
+                                       pid=os.getpid(), host=socket.gethostname()))
+                from agent.runner import run_tasks
+
+                with ProgressDisplay(counters, live=live) as progress:
+                    recorder.add_listener(progress)
+                    try:
+                        run_summary = await run_tasks(tasks, cfg, backend, sb, recorder, done=done_ids)
+                    finally:
+                        await _cancel_stragglers()
+                    if recorder.error is not None:  # a caller swallowed it; the run is not recorded
+                        raise recorder.error
+                sandbox_stats = _as_dict(getattr(sb, "stats", None))
         wall = time.monotonic() - t0
         summary = build_summary(rd, tasks, dataset_name)
         summary.update({
@@ -411,19 +441,90 @@ async def execute_run(
     return summary
 
 
+async def _execute_on_ray(
+    cfg: Any, rd: Any, tasks: list[Any], recorder: Any, counters: RunCounters, *, ray_address: str, done: set[str],
+    argv: list[str], resumed: bool, started_at: datetime, data: dict[str, Any] | None, live: bool,
+) -> tuple[Any, dict[str, Any]]:
+    """The solving part of :func:`execute_run` on a Ray cluster: (run totals, the nodes' summed sandbox counters)."""
+    from agent.config import config_hash
+    from agent.provenance import collect_provenance
+    from agent.ray_runner import RayRunError, RayUnavailable, run_tasks_on_ray
+    from agent.trace import RunStart
+
+    chash = config_hash(cfg)
+    progress = ProgressDisplay(counters, live=live)
+    started = False
+
+    def on_start(nodes: list[Any]) -> None:
+        nonlocal started
+        first = nodes[0].started
+        prov = collect_provenance(
+            config_hash=chash, seed=cfg.seed, argv=argv, backend=None, sandbox_layers=first.get("sandbox_layers"),
+            started_at=started_at, resumed=resumed, data=data,
+        )
+        prov["model"] = first.get("model")
+        prov["ray"] = {"address": ray_address, "nodes": [
+            {"host": n.host, "node_id": n.node_id, "sandbox_layers": n.started.get("sandbox_layers"),
+             "model": n.started.get("model")} for n in nodes]}
+        rd.write_provenance(prov)
+        recorder.emit(RunStart(run_id=rd.run_id, config_hash=chash, resumed=resumed, task_ids=[t.id for t in tasks],
+                               pid=os.getpid(), host=socket.gethostname()))
+        started = True
+        progress.__enter__()
+        recorder.add_listener(progress)
+
+    try:
+        run_summary, nodes, sandbox_stats = await run_tasks_on_ray(
+            tasks, cfg, recorder, address=ray_address, done=done, on_start=on_start)
+    except RayUnavailable as e:
+        raise SolveFailure(str(e), before_start=not started) from None
+    except RayRunError as e:
+        raise SolveFailure(f"ray: {e}") from None
+    finally:
+        if started:
+            progress.__exit__(None, None, None)
+    if recorder.error is not None:
+        raise recorder.error
+    # Keyed by Ray node id as well: several nodes may share a host name (containers, one test machine).
+    sandbox_stats["tasks_per_node"] = {f"{n.host}/{n.node_id[:12]}": n.tasks for n in nodes}
+    return run_summary, sandbox_stats
+
+
 def run_solve(
     config: Optional[Path], overrides: list[str], *, out: Optional[Path], resume: Optional[Path],
-    argv: list[str], live: bool, console: Any,
+    argv: list[str], live: bool, console: Any, shard: Optional[str] = None, ray_address: Optional[str] = None,
 ) -> RunOutcome:
-    """The whole of ``arcsynth solve``; raises SolveFailure for every user-facing error."""
-    from agent.config import ConfigError, config_hash, config_to_toml, load_config, parse_config, resolve_environment
-    from agent.rundir import RecordError, RunDir, RunDirError, default_run_dir
-    from arcsynth.datasets import data_provenance
+    """The whole of ``arcsynth solve``; raises SolveFailure for every user-facing error.
 
+    ``shard`` ("K/N") sets ``data.shard`` of a new run; for a resumed run it must be
+    the run's own shard.
+    """
+    from agent.config import ConfigError, config_hash, config_to_toml, load_config, parse_config, parse_shard, resolve_environment
+    from agent.rundir import RecordError, RunDir, RunDirError, default_run_dir
+
+    if shard is not None:
+        try:
+            parse_shard(shard)
+        except ValueError as e:
+            raise SolveFailure(f"--shard: {e}") from None
+    if ray_address is not None:
+        from agent.ray_runner import RayUnavailable, check_address, require_ray
+
+        try:
+            require_ray()  # before anything is written: a missing extra or a wrong address is not a run to resume
+            check_address(ray_address)
+        except RayUnavailable as e:
+            raise SolveFailure(str(e)) from None
     try:
         if resume is not None:
             rd = RunDir.open_existing(resume)
             cfg = load_config(rd.config_path)
+            own = cfg.data.shard
+            if shard is not None and (own is None or parse_shard(own) != parse_shard(shard)):
+                raise SolveFailure(
+                    f"--shard {shard}: the run in {resume} is {f'shard {own}' if own else 'not a shard'} "
+                    f"(data.shard in its config.toml); a resume continues the run's own tasks, give no --shard"
+                )
             if config is not None or overrides:
                 asked = load_config(config, overrides) if config is not None else parse_config(
                     cfg.model_dump(mode="json"), overrides, source="overrides")
@@ -437,6 +538,8 @@ def run_solve(
         else:
             if config is None:
                 raise SolveFailure("give a CONFIG.toml (see runs/quickstart.toml), or --resume RUN_DIR")
+            if shard is not None:
+                overrides = [*overrides, f'data.shard="{shard.strip()}"']
             cfg = load_config(config, overrides)
     except ConfigError as e:
         raise SolveFailure(str(e)) from None
@@ -469,7 +572,7 @@ def run_solve(
     try:
         summary = asyncio.run(execute_run(
             cfg, rd, tasks, argv=argv, resumed=resume is not None, dataset_name=dataset.name, live=live,
-            data=data_provenance(dataset, tasks),
+            data=run_data_provenance(cfg, dataset, tasks), ray_address=ray_address,
         ))
     except RecordError as e:
         raise SolveFailure(
@@ -532,6 +635,17 @@ def solve(
     overrides: Optional[list[str]] = typer.Argument(None, help="Config overrides key.path=value, e.g. sampling.temperature=0.8 data.limit=5.", show_default=False),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory to create (must be new or empty). Default: OUT_ROOT/NAME-YYYYmmdd-HHMMSS."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this directory with its own config; finished tasks are not redone."),
+    shard: Optional[str] = typer.Option(
+        None, "--shard", metavar="K/N",
+        help="Solve only shard K of N (0 <= K < N) of the selected tasks, e.g. one job of a Slurm array "
+        "(--shard $SLURM_ARRAY_TASK_ID/N); sets data.shard. Join the N run directories with `arcsynth merge`.",
+    ),
+    ray: Optional[str] = typer.Option(
+        None, "--ray", metavar="ADDRESS",
+        help="Solve the tasks on the nodes of the Ray cluster at ADDRESS (its head's host:port, or 'auto' on one of "
+        "its nodes): one sandbox pool and backend per node, `concurrency` tasks per node; this process writes the run "
+        "directory. Needs the 'ray' extra on every node; model.base_url must be reachable from each node.",
+    ),
 ) -> None:
     """Solve ARC tasks: sample programs, verify them in the sandbox, refine, vote."""
     overrides = list(overrides or [])
@@ -543,6 +657,7 @@ def solve(
         fail("--out and --resume exclude each other: a resumed run writes into its own directory")
     console = stdout_console()
     try:
-        run_solve(config, overrides, out=out, resume=resume, argv=list(sys.argv), live=sys.stdout.isatty(), console=console)
+        run_solve(config, overrides, out=out, resume=resume, argv=list(sys.argv), live=sys.stdout.isatty(), console=console,
+                  shard=shard, ray_address=ray)
     except SolveFailure as e:
         fail(str(e), code=e.code)
