@@ -535,6 +535,9 @@ def run_solve(
                         f"--resume {resume}: the config given differs from the run's own config.toml "
                         f"(hash {config_hash(asked)} vs {config_hash(cfg)}); resume with no CONFIG and no overrides"
                     )
+                # Equal in all that shapes the results; what differs (a server that moved, an API key's
+                # variable) is what this session needs, so it is used.
+                cfg = asked
         else:
             if config is None:
                 raise SolveFailure("give a CONFIG.toml (see runs/quickstart.toml), or --resume RUN_DIR")
@@ -631,7 +634,9 @@ def _remove_unstarted(path: Path, *, whole: bool) -> None:
 
 
 def solve(
-    config: Optional[Path] = typer.Argument(None, help="Run config TOML (see runs/quickstart.toml). Optional with --resume.", show_default=False),
+    # A string, not a Path: with --resume the first override lands here, and a Path would
+    # mangle a value holding a URL (`model.base_url="http://..."` loses a slash).
+    config: Optional[str] = typer.Argument(None, help="Run config TOML (see runs/quickstart.toml). Optional with --resume.", show_default=False),
     overrides: Optional[list[str]] = typer.Argument(None, help="Config overrides key.path=value, e.g. sampling.temperature=0.8 data.limit=5.", show_default=False),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory to create (must be new or empty). Default: OUT_ROOT/NAME-YYYYmmdd-HHMMSS."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this directory with its own config; finished tasks are not redone."),
@@ -650,14 +655,15 @@ def solve(
     """Solve ARC tasks: sample programs, verify them in the sandbox, refine, vote."""
     overrides = list(overrides or [])
     # `solve --resume DIR k=v`: Typer hands the first override to CONFIG.
-    if config is not None and "=" in config.name and not config.exists():
-        overrides.insert(0, str(config))
-        config = None
+    config_path = Path(config) if config is not None else None
+    if config is not None and "=" in config and not Path(config).exists():
+        overrides.insert(0, config)
+        config_path = None
     if resume is not None and out is not None:
         fail("--out and --resume exclude each other: a resumed run writes into its own directory")
     console = stdout_console()
     try:
-        run_solve(config, overrides, out=out, resume=resume, argv=list(sys.argv), live=sys.stdout.isatty(), console=console,
+        run_solve(config_path, overrides, out=out, resume=resume, argv=list(sys.argv), live=sys.stdout.isatty(), console=console,
                   shard=shard, ray_address=ray)
     except SolveFailure as e:
         fail(str(e), code=e.code)

@@ -117,6 +117,12 @@ def test_resume_refuses_a_different_config_and_accepts_an_equal_one(replay_toml,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert f"{len(SMALL_TASKS)} already done" in r.stdout
+    # An override holding a URL is an override, not a CONFIG path (its '//' intact): the
+    # server's address is not part of the hash either.
+    r = subprocess.run(arcsynth("solve", "--resume", uninterrupted, 'model.base_url="http://127.0.0.1:9/v1"'), cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert f"{len(SMALL_TASKS)} already done" in r.stdout
     # A resume of a finished run redoes nothing.
     events = list(read_trace(uninterrupted / "trace.jsonl"))
     assert Counter(e.event for e in events)["task_start"] == len(SMALL_TASKS)
