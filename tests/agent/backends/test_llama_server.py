@@ -309,3 +309,31 @@ async def test_a_restarted_server_is_taken_back_once_its_model_is_loaded(tmp_pat
         await backend.close()
         a.stop()
         b.stop()
+
+
+async def test_a_transformers_server_and_a_llama_server_share_the_requests_and_one_takes_over(transformers_server, tmp_path):
+    # Two different servers of the same model: each is asked under the name it serves it by.
+    url, folder = transformers_server
+    llama = LlamaServer(llama_server_binary(), tmp_path / "llama.log").start()
+    backend = OpenAIBackend("smollm2", base_url=[url, llama.url], retry_window_s=60)
+    try:
+        await backend.start()
+        hf, cpp = backend.endpoints
+        assert hf.served_model_id == folder and cpp.llama_cpp is not None and cpp.served_model_id != folder
+        params = SamplingParams(n=2, max_tokens=4, seed=5)
+        by_server: dict[str, list[str]] = {}
+        keys = [f"task{i}" for i in range(12)]
+        for k in keys:
+            completions = await backend.generate(PROMPT, params, f"{k}/r0/q0")
+            assert len(completions) == 2
+            for c in completions:
+                by_server.setdefault(c.endpoint, []).append(k)
+        assert set(by_server) == {url, llama.url}, by_server
+        llama.stop()
+        for k in by_server[llama.url][:2]:  # tasks that were on llama.cpp's server
+            completions = await backend.generate(PROMPT, params, f"{k}/r1/q0")
+            assert [c.endpoint for c in completions] == [url, url]
+        assert not cpp.up
+    finally:
+        await backend.close()
+        llama.stop()
