@@ -178,11 +178,14 @@ class EndpointSet:
 
     async def close(self) -> None:
         """Stop the probes in flight."""
+        loop = asyncio.get_running_loop()
         tasks = list(self._probes)
         for task in tasks:
             task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        # Probes started on another event loop (a backend used from several) cannot be awaited here.
+        mine = [t for t in tasks if t.get_loop() is loop]
+        if mine:
+            await asyncio.gather(*mine, return_exceptions=True)
         self._probes.clear()
 
     def stats(self) -> list[dict]:
