@@ -276,6 +276,7 @@ class TaskSearch:
         self.emit(CompletionEvent(
             task_id=tid, request_id=req.request_id, index=i, text=c.text, prompt_tokens=c.prompt_tokens,
             completion_tokens=c.completion_tokens, finish_reason=c.finish_reason, latency_s=c.latency_s,
+            endpoint=c.endpoint,
         ))
         self.n_programs += 1
         program_id = f"{req.request_id}/c{i}"

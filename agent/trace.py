@@ -148,6 +148,7 @@ class CompletionEvent(_Event):
     completion_tokens: int
     finish_reason: str
     latency_s: float
+    endpoint: str | None = Field(None, description="The server that answered, when model.base_url lists several.")
 
 
 class ProgramEvent(_Event):
@@ -361,6 +362,8 @@ class TraceEncoder:
             self._completions[(event.request_id, event.index)] = event.text
             while len(self._completions) > self._keep:
                 self._completions.popitem(last=False)
+            if event.endpoint is None:  # one server: nothing to say, so nothing written
+                return [event.model_dump_json(exclude={"endpoint"})]
         elif isinstance(event, ProgramEvent) and event.source and event.source_span is None:
             key = _split_program_id(event.program_id)
             text = self._completions.pop(key, None) if key else None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import re
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -48,6 +48,15 @@ def check_base_url(value: str) -> str:
     return url
 
 
+def _endpoint_identity(url: str) -> str:
+    """What makes two base URLs the same server: scheme, host, port and API path as requests use them."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}{parts.path.rstrip('/') or '/v1'}"
+
+
 class ModelConfig(BaseModel):
     """Which model answers the prompts, and how to reach it (the ``[model]`` table of a run config)."""
 
@@ -75,8 +84,13 @@ class ModelConfig(BaseModel):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="transformers/vllm weights dtype; 'auto' is bfloat16 on GPU and float32 on CPU."
     )
-    base_url: Optional[str] = Field(
-        None, description="openai: API root, e.g. 'http://127.0.0.1:8000/v1' ('/v1' is added to a bare host:port)."
+    base_url: Optional[Union[str, list[str]]] = Field(
+        None,
+        description="openai: API root, e.g. 'http://127.0.0.1:8000/v1' ('/v1' is added to a bare host:port); or a list "
+        "of them, servers of the same model (one per GPU or node): each request goes to the least loaded one, a "
+        "task's requests keep to one server while it is not much busier than the others (its prompt prefix stays "
+        "cached), and a server that stops answering is left out until it answers again (concurrency is the total "
+        "over all of them).",
     )
     endpoint: Literal["chat", "completions"] = Field(
         "chat", description="openai: '/v1/chat/completions' (server applies the chat template) or '/v1/completions'."
@@ -153,10 +167,30 @@ class ModelConfig(BaseModel):
             )
         return value
 
-    @field_validator("base_url")
+    @field_validator("base_url", mode="before")
     @classmethod
-    def _check_base_url(cls, value: Optional[str]) -> Optional[str]:
-        return None if value is None else check_base_url(value)
+    def _check_base_url(cls, value: Any) -> Any:
+        if value is None or isinstance(value, str):
+            return None if value is None else check_base_url(value)
+        if not isinstance(value, (list, tuple)):
+            raise ValueError("must be a URL or a list of URLs")
+        if not value:
+            raise ValueError("the list of endpoints is empty; give at least one URL")
+        urls: list[str] = []
+        seen: dict[str, int] = {}
+        for i, item in enumerate(value):
+            if not isinstance(item, str):
+                raise ValueError(f"element {i} ({item!r}) is not a URL string")
+            try:
+                url = check_base_url(item)
+            except ValueError as e:
+                raise ValueError(f"element {i} ({item!r}) {e}") from None
+            same = _endpoint_identity(url)
+            if same in seen:
+                raise ValueError(f"element {i} ({item!r}) repeats element {seen[same]}: list each server once")
+            seen[same] = i
+            urls.append(url)
+        return urls
 
     @model_validator(mode="after")
     def _check_backend_fields(self) -> "ModelConfig":

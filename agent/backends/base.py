@@ -58,6 +58,7 @@ class Completion(BaseModel):
     completion_tokens: int = Field(description="Tokens generated.")
     finish_reason: str = Field(description="'stop', 'length', ... as the backend reports it.")
     latency_s: float = Field(description="Wall time of the request that produced this completion.")
+    endpoint: str | None = Field(None, description="The server that answered (URL without credentials), when base_url lists several.")
 
 
 class BackendError(RuntimeError):

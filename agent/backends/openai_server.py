@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from agent.backends.base import BackendError, Completion, Message, SamplingParams
+from agent.backends.endpoints import Endpoint, EndpointSet
 from agent.backends.embedded import embedded_cache_dir, is_embedded_alias
 from agent.backends.chat_format import (
     CHARS_PER_TOKEN_ESTIMATE,
@@ -92,6 +93,19 @@ def split_n(n: int, cap: int | None) -> list[int]:
     return [cap] * (n // cap) + ([n % cap] if n % cap else [])
 
 
+class _Unreachable(BackendError):
+    """A server did not answer (refused, dropped or timed out), or is still loading its model."""
+
+
+# Transport failures that mean the server is gone (refused or dropped connections), not slow.
+_DEAD_SERVER_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+
+
+def task_key(request_id: str) -> str | None:
+    """The part of a request id that names its task ('<task>/r<round>/q<index>'): the affinity key."""
+    return request_id.split("/", 1)[0] or None
+
+
 class _NTooLarge(Exception):
     """The server refused a request's `n` and named its limit."""
 
@@ -113,7 +127,7 @@ class OpenAIBackend:
         self,
         model: str,
         *,
-        base_url: str,
+        base_url: str | list[str],
         endpoint: Literal["chat", "completions"] = "chat",
         api_key_env: str | None = None,
         concurrency: int = 16,
@@ -128,7 +142,20 @@ class OpenAIBackend:
         if endpoint not in ("chat", "completions"):
             raise BackendError(f"endpoint must be 'chat' or 'completions', not {endpoint!r}")
         self.model_id = model
-        self.base_url = normalise_base_url(base_url)
+        urls = [base_url] if isinstance(base_url, str) else list(base_url)
+        if not urls:
+            raise BackendError("base_url lists no endpoint")
+        self.base_urls = [normalise_base_url(u) for u in urls]
+        if len(set(self.base_urls)) < len(self.base_urls):
+            raise BackendError(f"base_url lists an endpoint twice: {', '.join(redact_url(u) for u in self.base_urls)}")
+        self.base_url = self.base_urls[0]
+        # The requests of one task stay on one server unless it has this many more in flight
+        # than the least loaded one: its cached prompt prefix is worth a short wait, a queue is not.
+        self.endpoints = EndpointSet(
+            [Endpoint(u, redact_url(u)) for u in self.base_urls],
+            slack=max(2, concurrency // (2 * len(self.base_urls))),
+            probe=self._probe_endpoint,
+        )
         self.endpoint = endpoint
         self.api_key_env = api_key_env
         self.concurrency = concurrency
@@ -143,6 +170,7 @@ class OpenAIBackend:
         self.served_model_id = model
         # Most samples one request may ask for: configured, or learned from the server.
         self.max_n_per_request = max_n_per_request
+        self._max_n_configured = max_n_per_request is not None
         # What llama.cpp's server told about itself (/props), None for other servers.
         self.llama_cpp: dict[str, Any] | None = None
         self._tokenizer: Any = None
@@ -165,6 +193,15 @@ class OpenAIBackend:
             headers["Authorization"] = f"Bearer {key}"
         return headers
 
+    def _where(self) -> str:
+        """The server(s), for messages: one URL, or each endpoint with its state."""
+        if not self.endpoints.several:
+            return redact_url(self.base_url)
+        return f"one of {self.endpoints.describe()}"
+
+    def _new_client(self, timeout: float) -> httpx.AsyncClient:
+        return httpx.AsyncClient(headers=self._headers(), timeout=httpx.Timeout(timeout, connect=10.0))
+
     async def start(self) -> None:
         if self.tokenizer_path and self._tokenizer is None:
             self._tokenizer = await asyncio.to_thread(load_tokenizer, self.tokenizer_path)
@@ -175,14 +212,44 @@ class OpenAIBackend:
                 # The semaphore is the real limit; the pool must not queue requests behind it.
                 limits=httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency),
             )
-        where = redact_url(self.base_url)
+        eps = list(self.endpoints)
+        if len(eps) == 1:
+            await self._check_endpoint(eps[0], self._client, wait=True)
+        else:
+            results = await asyncio.gather(*(self._check_endpoint(ep, self._client, wait=True) for ep in eps), return_exceptions=True)
+            for ep, result in zip(eps, results):
+                # A server that answers but does not serve the model is a mistake in the config.
+                if isinstance(result, BaseException) and not isinstance(result, _Unreachable):
+                    raise result
+            unreachable = [(ep, r) for ep, r in zip(eps, results) if isinstance(r, _Unreachable)]
+            if len(unreachable) == len(eps):
+                raise BackendError("no endpoint of base_url answers: " + "; ".join(str(r) for _, r in unreachable))
+            for ep, reason in unreachable:
+                # One server of many missing (a node still booting) need not stop the run: it is
+                # probed while the run goes on, and joins when it answers.
+                self.endpoints.mark_down(ep, str(reason), quiet=True)
+                print(f"note: {reason}; starting without it, it joins when it answers", file=sys.stderr)
+        first = next(ep for ep in eps if ep.up)
+        self.served_model_id = first.served_model_id or self.model_id
+        self._served = first.model_entry
+        self.llama_cpp = first.llama_cpp
+
+    async def _check_endpoint(self, ep: Endpoint, client: httpx.AsyncClient, *, wait: bool) -> None:
+        """Check that ``ep`` serves the model and learn how; ``wait``: wait out a model loading.
+
+        Raises :class:`_Unreachable` for a server that does not answer (or still loads its
+        model and ``wait`` is false), :class:`BackendError` for one that does not serve the model.
+        """
+        where = ep.label
         try:
-            resp = await self._client.get(f"{self.base_url}/models", timeout=30.0)
+            resp = await client.get(f"{ep.url}/models", timeout=30.0)
             if resp.status_code == 503:  # some servers refuse even the model list while loading
-                await self._wait_while_loading(f"{self.base_url}/models")
-                resp = await self._client.get(f"{self.base_url}/models", timeout=30.0)
+                if not wait:
+                    raise _Unreachable(f"server at {where} is loading its model ({_error_text(resp)})")
+                await self._wait_while_loading(client, f"{ep.url}/models", where)
+                resp = await client.get(f"{ep.url}/models", timeout=30.0)
         except httpx.HTTPError as exc:
-            raise BackendError(f"OpenAI-compatible server at {where} is unreachable: {type(exc).__name__}: {exc}") from exc
+            raise _Unreachable(f"OpenAI-compatible server at {where} is unreachable: {type(exc).__name__}: {exc}") from exc
         if resp.status_code != 200:
             raise BackendError(f"server at {where} answered GET /models with HTTP {resp.status_code}: {resp.text[:300]}")
         try:
@@ -195,28 +262,43 @@ class OpenAIBackend:
             folder = str(embedded_cache_dir(wanted))
             if folder in served:
                 wanted = self.model_id = folder
-        await self._probe_llama_cpp()
-        if wanted not in served and len(served) == 1 and self.llama_cpp is not None:
+        llama_cpp = await self._probe_llama_cpp(ep, client, wait=wait)
+        if wanted not in served and len(served) == 1 and llama_cpp is not None:
             # llama.cpp's server runs one model and answers a request for any name with it
             # (its id is the GGUF path or --alias): the configured name is an alias. Servers
             # that check the name (vLLM, SGLang, transformers serve) still need it exact.
             (only,) = served
-            print(f"note: the llama.cpp server at {where} serves one model, {only!r}; using it for model {wanted!r}", file=sys.stderr)
+            if wait:
+                print(f"note: the llama.cpp server at {where} serves one model, {only!r}; using it for model {wanted!r}", file=sys.stderr)
             wanted = only
         if wanted not in served:
             listed = ", ".join(repr(m) for m in served) or "none"
             raise BackendError(f"server at {where} does not serve model {self.model_id!r}; it serves: {listed}")
-        self.served_model_id = wanted
-        self._served = served[wanted]
+        ep.served_model_id = wanted
+        ep.model_entry = served[wanted]
+        ep.llama_cpp = llama_cpp
+        if llama_cpp is not None and not self._max_n_configured:
+            # Each sample of a request takes a slot; more than it has is refused. With several
+            # servers a request may go to any of them: the fewest slots decide.
+            slots = max(1, llama_cpp["total_slots"])
+            self.max_n_per_request = min(self.max_n_per_request or slots, slots)
 
-    async def _wait_while_loading(self, url: str) -> None:
+    async def _probe_endpoint(self, ep: Endpoint) -> bool:
+        """Whether a down endpoint serves the model again (its own client: the run's pool may be full)."""
+        async with self._new_client(10.0) as client:
+            try:
+                await self._check_endpoint(ep, client, wait=False)
+            except BackendError as exc:
+                ep.down_reason = str(exc)
+                return False
+        return True
+
+    async def _wait_while_loading(self, client: httpx.AsyncClient, url: str, where: str) -> None:
         """Poll ``url`` while it answers 503 (a server loading its model), at most ``startup_timeout_s``."""
-        assert self._client is not None
-        where = redact_url(self.base_url)
         deadline = time.monotonic() + self.startup_timeout_s
         said = False
         while True:
-            resp = await self._client.get(url, timeout=30.0)
+            resp = await client.get(url, timeout=30.0)
             if resp.status_code != 503:
                 return
             if not said:
@@ -229,31 +311,30 @@ class OpenAIBackend:
                 )
             await asyncio.sleep(_LOADING_POLL_S)
 
-    async def _probe_llama_cpp(self) -> None:
+    async def _probe_llama_cpp(self, ep: Endpoint, client: httpx.AsyncClient, *, wait: bool) -> dict[str, Any] | None:
         """Wait out llama.cpp's model loading (its /health answers 503) and read its slot count.
 
         Its /v1/models answers while the model is still loading, so a run would otherwise
         start sending completions that fail with '503 Loading model'. Other servers answer
-        /health with 200 or 404 and have no /props.
+        /health with 200 or 404 and have no /props. Returns what /props says, or None.
         """
-        assert self._client is not None
-        root = server_root(self.base_url)
+        root = server_root(ep.url)
         try:
-            health = await self._client.get(f"{root}/health", timeout=30.0)
+            health = await client.get(f"{root}/health", timeout=30.0)
             if health.status_code == 503:
-                await self._wait_while_loading(f"{root}/health")
-            props = await self._client.get(f"{root}/props", timeout=30.0)
+                if not wait:
+                    raise _Unreachable(f"server at {ep.label} is loading its model ({_error_text(health)})")
+                await self._wait_while_loading(client, f"{root}/health", ep.label)
+            props = await client.get(f"{root}/props", timeout=30.0)
             info = props.json() if props.status_code == 200 else None
         except (httpx.HTTPError, ValueError):
-            return
+            return None
         if not isinstance(info, dict) or not isinstance(info.get("total_slots"), int):
-            return
-        self.llama_cpp = {"total_slots": info["total_slots"], "build_info": info.get("build_info"), "model_path": info.get("model_path")}
-        if self.max_n_per_request is None:
-            # Each sample of a request takes a slot; more than it has is refused.
-            self.max_n_per_request = max(1, info["total_slots"])
+            return None
+        return {"total_slots": info["total_slots"], "build_info": info.get("build_info"), "model_path": info.get("model_path")}
 
     async def close(self) -> None:
+        await self.endpoints.close()
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -285,49 +366,86 @@ class OpenAIBackend:
             body["prompt"] = self._prompt_text(messages)
         return body
 
-    async def _post(self, body: dict[str, Any]) -> tuple[dict[str, Any], float]:
-        """One request, with retries on transient failures; returns the JSON answer and its latency."""
+    async def _post(self, body: dict[str, Any], key: str | None = None) -> tuple[dict[str, Any], float, Endpoint]:
+        """One request, with retries on transient failures; the JSON answer, its latency and the endpoint that gave it.
+
+        With several endpoints each attempt goes to the one :meth:`EndpointSet.choose` picks
+        for ``key`` (the task), away from those that failed this request while others are up.
+        """
         if self._client is None:
             raise BackendError(f"model {self.model_id!r}: generate() called before start()")
         path = "/chat/completions" if self.endpoint == "chat" else "/completions"
-        url = f"{self.base_url}{path}"
-        where = f"{redact_url(self.base_url)}{path}"
+        endpoints = self.endpoints
         last_reason = ""
         give_up_at = time.monotonic() + self.retry_window_s
         attempt = 0
+        failed_on: list[Endpoint] = []
         while True:
             retry_after: float | None = None
             async with self._semaphore():
+                # Chosen and counted in flight with no await in between: concurrent requests see each other's load.
+                ep = endpoints.choose(key, failed_on)
+                ep.in_flight += 1
                 started = time.perf_counter()
                 self.requests_sent += 1
                 try:
-                    resp = await self._client.post(url, json=body)
+                    sent = body if ep.served_model_id in (None, body.get("model")) else {**body, "model": ep.served_model_id}
+                    resp = await self._client.post(f"{ep.url}{path}", json=sent)
                 except (httpx.TimeoutException, httpx.TransportError) as exc:
                     last_reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                     resp = None
+                    endpoints.failed(ep, last_reason, dead=isinstance(exc, _DEAD_SERVER_ERRORS))
+                finally:
+                    ep.in_flight -= 1
                 latency = time.perf_counter() - started
+            where = f"{ep.label}{path}"
             if resp is not None:
                 if resp.status_code == 200:
                     try:
-                        return resp.json(), latency
+                        answer = resp.json()
                     except ValueError:
                         last_reason = f"HTTP 200 with a body that is not JSON: {resp.text[:200]!r}"
+                        endpoints.failed(ep, last_reason, dead=False)
+                    else:
+                        ep.answered += 1
+                        endpoints.succeeded(ep)
+                        return answer, latency, ep
                 elif resp.status_code in _RETRY_STATUSES:
                     last_reason = f"HTTP {resp.status_code}: {resp.text[:300]}"
                     retry_after = _retry_after_s(resp)
+                    if resp.status_code >= 500:  # 429, 408, 409: busy, not broken
+                        endpoints.failed(ep, last_reason, dead=False)
                 else:
+                    endpoints.succeeded(ep)  # it answered: alive, the request is what is wrong
                     limit = _N_LIMIT_ERROR.search(resp.text) if resp.status_code == 400 else None
                     if limit and int(limit.group(1)) < body.get("n", 1):
                         raise _NTooLarge(int(limit.group(1)), resp.text[:300])
                     raise BackendError(f"server refused the request to {where}: HTTP {resp.status_code}: {resp.text[:500]}")
+            if ep not in failed_on:
+                failed_on.append(ep)
+            # Another live server that has not failed this request takes it at once; backing
+            # off is for when every server has had its try.
+            untried = any(e.up and e not in failed_on for e in endpoints)
+            if len(failed_on) == len(endpoints):
+                failed_on.clear()  # every endpoint failed it once: all are candidates again
             attempt += 1
             # At least max_retries retries, and more while the retry window lasts (a model reload).
             if attempt > self.max_retries and time.monotonic() >= give_up_at:
                 break
+            if untried:
+                continue
             await asyncio.sleep(retry_after if retry_after is not None else _backoff_s(attempt - 1))
-        raise BackendError(f"request to {where} failed after {attempt} attempts; last: {last_reason}")
+        if not endpoints.several:
+            raise BackendError(f"request to {redact_url(self.base_url)}{path} failed after {attempt} attempts; last: {last_reason}")
+        raise BackendError(
+            f"request to {path} failed after {attempt} attempts over {self.retry_window_s:g} s or more on every endpoint "
+            f"({endpoints.describe()}); last: {last_reason}"
+        )
 
-    async def _completions_of(self, answer: dict[str, Any], params: SamplingParams, latency: float, prompt_tokens_local: int | None) -> list[Completion]:
+    async def _completions_of(
+        self, answer: dict[str, Any], params: SamplingParams, latency: float, prompt_tokens_local: int | None, ep: Endpoint | None = None
+    ) -> list[Completion]:
+        ep = ep or self.endpoints.endpoints[0]
         choices = answer.get("choices")
         if not isinstance(choices, list):
             raise BackendError(f"server answered without a 'choices' list: {str(answer)[:300]}")
@@ -347,22 +465,27 @@ class OpenAIBackend:
             reason = choice.get("finish_reason") or ("stop" if hit_stop else "unknown")
             texts.append(text)
             reasons.append(reason)
-        counts = await self._completion_token_counts(texts, reasons, usage.get("completion_tokens"), params.max_tokens)
+        counts = await self._completion_token_counts(texts, reasons, usage.get("completion_tokens"), params.max_tokens, ep)
+        # Which server answered, when there is a choice (one server: provenance names it).
+        served_by = ep.label if self.endpoints.several else None
         return [
-            Completion(text=t, prompt_tokens=int(prompt_tokens), completion_tokens=c, finish_reason=r, latency_s=latency)
+            Completion(text=t, prompt_tokens=int(prompt_tokens), completion_tokens=c, finish_reason=r, latency_s=latency, endpoint=served_by)
             for t, r, c in zip(texts, reasons, counts)
         ]
 
-    async def _completion_token_counts(self, texts: list[str], reasons: list[str], usage_total: int | None, max_tokens: int) -> list[int]:
+    async def _completion_token_counts(
+        self, texts: list[str], reasons: list[str], usage_total: int | None, max_tokens: int, ep: Endpoint | None = None
+    ) -> list[int]:
         """Per-choice token counts: usage gives one figure for all choices, and not always their total."""
         if len(texts) == 1 and usage_total is not None:
             return [int(usage_total)]
         if self._tokenizer is not None:
             return [len(self._tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
-        if self.llama_cpp is not None:
+        ep = ep or self.endpoints.endpoints[0]
+        if ep.llama_cpp is not None:
             # llama.cpp's server reports the first choice's tokens as the request's
             # completion_tokens; its own tokenizer counts each choice.
-            counted = await self._server_token_counts(texts, reasons, max_tokens)
+            counted = await self._server_token_counts(texts, reasons, max_tokens, ep)
             if counted is not None:
                 return counted
         # A choice cut by length used exactly max_tokens and every other non-empty one at
@@ -380,10 +503,10 @@ class OpenAIBackend:
             counts[i] = round(left * len(texts[i]) / chars) if chars else left // len(rest)
         return counts
 
-    async def _server_token_counts(self, texts: list[str], reasons: list[str], max_tokens: int) -> list[int] | None:
-        """Each text's tokens by llama.cpp's POST /tokenize (a choice cut by length: max_tokens); None if it fails."""
+    async def _server_token_counts(self, texts: list[str], reasons: list[str], max_tokens: int, ep: Endpoint) -> list[int] | None:
+        """Each text's tokens by ``ep``'s POST /tokenize (llama.cpp; a choice cut by length: max_tokens); None if it fails."""
         assert self._client is not None
-        url = f"{server_root(self.base_url)}/tokenize"
+        url = f"{server_root(ep.url)}/tokenize"
 
         async def count(text: str) -> int:
             resp = await self._client.post(url, json={"content": text, "add_special": False}, timeout=60.0)
@@ -397,9 +520,11 @@ class OpenAIBackend:
         it = iter(counted)
         return [max_tokens if r == "length" else (next(it) if t else 0) for t, r in zip(texts, reasons)]
 
-    async def _ask(self, messages: list[Message], params: SamplingParams, n: int, seed: int | None, prompt_tokens_local: int | None) -> list[Completion]:
-        answer, latency = await self._post(self._body(messages, params, n, seed))
-        return await self._completions_of(answer, params, latency, prompt_tokens_local)
+    async def _ask(
+        self, messages: list[Message], params: SamplingParams, n: int, seed: int | None, prompt_tokens_local: int | None, key: str | None
+    ) -> list[Completion]:
+        answer, latency, ep = await self._post(self._body(messages, params, n, seed), key)
+        return await self._completions_of(answer, params, latency, prompt_tokens_local, ep)
 
     async def generate(self, messages: list[Message], params: SamplingParams, request_id: str = "") -> list[Completion]:
         """``params.n`` completions, in as few requests as the server allows.
@@ -409,7 +534,8 @@ class OpenAIBackend:
         i-th request of a prompt has seed ``topup_seed(seed, i)`` (the first: ``seed``).
         """
         local_prompt = self.count_tokens(messages) if self._tokenizer is not None else None
-        where = redact_url(self.base_url)
+        where = self._where()
+        key = task_key(request_id)
         got: list[Completion] = []
         answered = 0  # requests that returned choices: the next request's seed index
         cap = self.max_n_per_request
@@ -420,7 +546,7 @@ class OpenAIBackend:
             sizes = split_n(missing, cap)
             seeds = [params.seed if answered + i == 0 else topup_seed(params.seed, answered + i) for i in range(len(sizes))]
             results = await asyncio.gather(
-                *(self._ask(messages, params, k, seed, local_prompt) for k, seed in zip(sizes, seeds)), return_exceptions=True
+                *(self._ask(messages, params, k, seed, local_prompt, key) for k, seed in zip(sizes, seeds)), return_exceptions=True
             )
             refused = [r for r in results if isinstance(r, _NTooLarge)]
             failed = [r for r in results if isinstance(r, BaseException) and not isinstance(r, _NTooLarge)]
@@ -464,7 +590,7 @@ class OpenAIBackend:
         return {
             "backend": self.name,
             "model": self.model_id,
-            "base_url": redact_url(self.base_url),
+            "base_url": [e.label for e in self.endpoints] if self.endpoints.several else redact_url(self.base_url),
             "endpoint": self.endpoint,
             "served_model": served,
             "served_model_id": self.served_model_id,
@@ -474,6 +600,7 @@ class OpenAIBackend:
             "token_counts": "estimate" if self.token_counts_estimated else "tokenizer",
             "chars_per_token_estimate": CHARS_PER_TOKEN_ESTIMATE if self.token_counts_estimated else None,
             "httpx": httpx.__version__,
+            **({"endpoints": self.endpoints.stats()} if self.endpoints.several else {}),
         }
 
 

@@ -213,3 +213,127 @@ def test_a_run_in_which_every_task_failed_exits_non_zero(llama_server, tmp_path)
     assert r.returncode == 1, r.stdout + r.stderr
     assert "every task ended in an error" in r.stdout + r.stderr
     assert "Traceback" not in r.stderr
+
+
+# -- two servers, one killed ---------------------------------------------------------------
+
+
+def _busy(server: LlamaServer) -> bool:
+    """Whether the server is generating for a request now (its /slots)."""
+    try:
+        return any(slot.get("is_processing") for slot in httpx.get(f"{server.root}/slots", timeout=2).json())
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return False
+
+
+@pytest.mark.timeout(900)
+def test_a_solve_over_two_servers_finishes_when_one_is_killed_mid_run(tmp_path):
+    binary = llama_server_binary()
+    a = LlamaServer(binary, tmp_path / "a.log").start()
+    b = LlamaServer(binary, tmp_path / "b.log").start()
+    run = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    # Two small ARC-AGI-1 evaluation tasks, three requests each at once: more than one
+    # server takes for a task (affinity slack 2), so both servers are sent requests.
+    tasks = ["66e6c45b", "0c786b71"]
+    cmd = [
+        sys.executable, "-m", "arcsynth", "solve", str(ROOT / "runs" / "server.toml"),
+        f'model.base_url=["{a.url}", "{b.url}"]', "model.model=smollm2", "model.concurrency=8", "data.dataset=arc1:eval",
+        f"data.tasks={json.dumps(tasks)}", "sampling.samples_per_prompt=2", "sampling.max_tokens=32", "budget.rounds=1",
+        "budget.first_prompts=3", "prompt.max_prompt_tokens=3500", "--out", str(run),
+    ]
+    try:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+        try:
+            # Killed while it generates: its requests in flight must be answered by the other.
+            deadline = time.monotonic() + 300
+            while not _busy(a):
+                assert proc.poll() is None and time.monotonic() < deadline, "the run never reached server A"
+                time.sleep(0.05)
+            a.proc.kill()
+            a.proc.wait()
+            killed_at = time.time()
+            out, err = proc.communicate(timeout=600)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    finally:
+        a.stop()
+        b.stop()
+    assert proc.returncode == 0, out[-2000:] + err[-3000:]
+    assert "Traceback" not in err and f"endpoint {a.url} is down" in err
+    events = [json.loads(line) for line in (run / "trace.jsonl").read_text().splitlines()]
+    completions = [e for e in events if e["event"] == "completion"]
+    prompts = [e for e in events if e["event"] == "prompt"]
+    # Every request was answered in full, those that were on A when it died included.
+    for p in prompts:
+        assert sum(c["request_id"] == p["request_id"] for c in completions) == p["sampling"]["n"], p["request_id"]
+    after = [c for c in completions if c["t"] > killed_at + 0.5]
+    assert after and all(c["endpoint"] == b.url for c in after)
+    for tid in tasks:
+        assert json.loads((run / "results" / f"{tid}.json").read_text())["status"] != "error"
+
+
+async def test_a_restarted_server_is_taken_back_once_its_model_is_loaded(tmp_path):
+    import asyncio
+
+    binary = llama_server_binary()
+    a = LlamaServer(binary, tmp_path / "a.log").start()
+    b = LlamaServer(binary, tmp_path / "b.log").start()
+    backend = OpenAIBackend("smollm2", base_url=[a.url, b.url], retry_window_s=60)
+    try:
+        await backend.start()
+        ep_a, ep_b = backend.endpoints
+        assert ep_a.llama_cpp["total_slots"] == SLOTS and ep_a.served_model_id
+        keys = [k for k in (f"task{i}" for i in range(40)) if backend.endpoints.preference(k)[0] is ep_a][:3]
+        params = SamplingParams(n=1, max_tokens=4, seed=1)
+        a.stop()
+        for k in keys:  # A's tasks: refused connections, answered by B
+            (c,) = await backend.generate(PROMPT, params, f"{k}/r0/q0")
+            assert c.endpoint == b.url
+        assert not ep_a.up
+        a.start(wait=False)  # answers 503 'Loading model' for a while: not back until it serves
+        deadline = time.monotonic() + 120
+        served = None
+        while time.monotonic() < deadline:
+            (c,) = await backend.generate(PROMPT, params, f"{keys[0]}/r1/q0")
+            if c.endpoint == a.url:
+                served = c
+                break
+            await asyncio.sleep(0.2)
+        assert served is not None and ep_a.up, ep_a.down_reason
+        assert httpx.get(f"{a.root}/health", timeout=5).status_code == 200
+    finally:
+        await backend.close()
+        a.stop()
+        b.stop()
+
+
+async def test_a_transformers_server_and_a_llama_server_share_the_requests_and_one_takes_over(transformers_server, tmp_path):
+    # Two different servers of the same model: each is asked under the name it serves it by.
+    url, folder = transformers_server
+    llama = LlamaServer(llama_server_binary(), tmp_path / "llama.log").start()
+    backend = OpenAIBackend("smollm2", base_url=[url, llama.url], retry_window_s=60)
+    try:
+        await backend.start()
+        hf, cpp = backend.endpoints
+        assert hf.served_model_id == folder and cpp.llama_cpp is not None and cpp.served_model_id != folder
+        params = SamplingParams(n=2, max_tokens=4, seed=5)
+        by_server: dict[str, list[str]] = {}
+        keys = [f"task{i}" for i in range(12)]
+        for k in keys:
+            completions = await backend.generate(PROMPT, params, f"{k}/r0/q0")
+            assert len(completions) == 2
+            for c in completions:
+                by_server.setdefault(c.endpoint, []).append(k)
+        assert set(by_server) == {url, llama.url}, by_server
+        llama.stop()
+        for k in by_server[llama.url][:2]:  # tasks that were on llama.cpp's server
+            completions = await backend.generate(PROMPT, params, f"{k}/r1/q0")
+            assert [c.endpoint for c in completions] == [url, url]
+        assert not cpp.up
+    finally:
+        await backend.close()
+        llama.stop()
