@@ -12,6 +12,16 @@ class Message(BaseModel):
 
     role: Literal["system", "user", "assistant"]
     content: str
+    reasoning: str | None = None
+    """An assistant turn's reasoning, kept apart from its answer (``reasoning_content`` of
+    OpenAI-compatible servers); passed back in multi-turn conversations (the REPL mode)."""
+
+    def as_dict(self) -> dict[str, str]:
+        """The message as recorded in the trace: role, content, and reasoning when there is some."""
+        d = {"role": self.role, "content": self.content}
+        if self.reasoning is not None:
+            d["reasoning"] = self.reasoning
+        return d
 
 
 class SamplingParams(BaseModel):
@@ -58,6 +68,8 @@ class Completion(BaseModel):
     completion_tokens: int = Field(description="Tokens generated.")
     finish_reason: str = Field(description="'stop', 'length', ... as the backend reports it.")
     latency_s: float = Field(description="Wall time of the request that produced this completion.")
+    reasoning: str | None = Field(
+        None, description="Reasoning the server returned apart from the text (`reasoning_content`), if any.")
 
 
 class BackendError(RuntimeError):

@@ -13,7 +13,20 @@ CHARS_PER_TOKEN_ESTIMATE = 3.5
 
 
 def as_dicts(messages: list[Message]) -> list[dict[str, str]]:
-    return [{"role": m.role, "content": m.content} for m in messages]
+    """Messages as chat APIs and templates take them.
+
+    An assistant turn's reasoning goes back as ``reasoning_content``, the field that
+    vLLM's and SGLang's OpenAI servers return it in and take it back in, and that
+    reasoning models' chat templates (Qwen3, DeepSeek-R1, GPT-OSS) read; each
+    template decides whether earlier turns' reasoning is shown to the model.
+    """
+    out = []
+    for m in messages:
+        d = {"role": m.role, "content": m.content}
+        if m.reasoning is not None and m.role == "assistant":
+            d["reasoning_content"] = m.reasoning
+        out.append(d)
+    return out
 
 
 def ends_with_prefill(messages: list[Message]) -> bool:

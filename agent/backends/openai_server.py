@@ -337,9 +337,15 @@ class OpenAIBackend:
             prompt_tokens = prompt_tokens_local if prompt_tokens_local is not None else 0
         texts: list[str] = []
         reasons: list[str] = []
+        thoughts: list[str | None] = []
         for choice in choices:
+            thought = None
             if self.endpoint == "chat":
-                text = ((choice.get("message") or {}).get("content")) or ""
+                message = choice.get("message") or {}
+                text = message.get("content") or ""
+                # vLLM and SGLang with a reasoning parser: `reasoning_content` (newer vLLM also `reasoning`).
+                thought = message.get("reasoning_content") or message.get("reasoning")
+                thought = thought if isinstance(thought, str) else None
             else:
                 text = choice.get("text") or ""
             # Some servers return the matched stop string; the contract is that it is cut.
@@ -347,10 +353,11 @@ class OpenAIBackend:
             reason = choice.get("finish_reason") or ("stop" if hit_stop else "unknown")
             texts.append(text)
             reasons.append(reason)
+            thoughts.append(thought)
         counts = await self._completion_token_counts(texts, reasons, usage.get("completion_tokens"), params.max_tokens)
         return [
-            Completion(text=t, prompt_tokens=int(prompt_tokens), completion_tokens=c, finish_reason=r, latency_s=latency)
-            for t, r, c in zip(texts, reasons, counts)
+            Completion(text=t, prompt_tokens=int(prompt_tokens), completion_tokens=c, finish_reason=r, latency_s=latency, reasoning=th)
+            for t, r, c, th in zip(texts, reasons, counts, thoughts)
         ]
 
     async def _completion_token_counts(self, texts: list[str], reasons: list[str], usage_total: int | None, max_tokens: int) -> list[int]:

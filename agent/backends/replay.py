@@ -147,6 +147,7 @@ class ReplayBackend:
                 completion_tokens=c.completion_tokens,
                 finish_reason=c.finish_reason,
                 latency_s=c.latency_s,
+                reasoning=c.reasoning,
             )
             for c in ordered
         ]

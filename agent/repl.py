@@ -1,0 +1,257 @@
+"""REPL attempts (``search.mode = "repl"``): the model runs Python on the task before it answers.
+
+One attempt is a conversation. The opening prompt shows the task and a REPL in
+which ``train_inputs``, ``train_outputs`` and ``test_inputs`` are defined (never
+test outputs). Each reply of the model either runs code (```python blocks:
+each block is one tool call, run in the sandbox like any candidate, see
+``sandbox.cells``) and gets back what it printed, its error and the grid its last
+line evaluated to, drawn in the prompt's encoding and cut to
+``search.repl.max_output_chars``; or it submits (``SUBMIT`` on a line of its own,
+then the program), which ends the attempt. The submitted program is extracted,
+verified and votes like every other program of the task.
+
+Limits per attempt (``search.repl``): turns, tool calls, completion tokens, and
+sandbox CPU time; once no code can run any more the model is told to submit, and
+a program in its last reply is taken as its answer. The task's own budgets
+(completion tokens, wall time, stopping once enough programs pass) hold over
+REPL attempts and the sample/refine loop together.
+
+Every turn is a ``prompt`` event (kind ``repl``, the whole conversation so far)
+and a ``completion`` event (with the model's reasoning when the server returns
+it apart); every tool call a ``tool_call`` event; the end a ``repl_end`` event.
+Request ids are ``<task>/x<attempt>/t<turn>``, so a recorded run replays like
+any other: the sandbox is deterministic, so the replayed conversation asks the
+same questions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import TYPE_CHECKING
+
+from agent.backends.base import Message, SamplingParams
+from agent.config import RunConfig
+from agent.program import code_blocks, extract_program
+from agent.search import gather_or_cancel
+from agent.seeds import derive_seed
+from agent.trace import CompletionEvent, PromptEvent, ReplEndEvent, ToolCallEvent
+from arcsynth.grid import grid_to_list
+from prompts import build_repl_prompt, render_repl_nudge, render_repl_results
+
+if TYPE_CHECKING:
+    from agent.search import TaskSearch
+
+# "SUBMIT" alone on its line (markdown emphasis and a colon allowed).
+_SUBMIT = re.compile(r"^[ \t]*[*_#]*[ \t]*SUBMIT[ \t]*:?[ \t]*[*_]*[ \t]*$", re.M)
+
+
+def planned_programs(cfg: RunConfig) -> int:
+    """The programs a task may make: budget.max_programs, or rounds x prompts x samples."""
+    b, n = cfg.budget, cfg.sampling.samples_per_prompt
+    return b.max_programs if b.max_programs is not None else n * (b.first_prompts + (b.rounds - 1) * b.refine_prompts)
+
+
+def split_budget(cfg: RunConfig) -> tuple[int, int]:
+    """(REPL attempts, programs left to the sample/refine loop) of one task.
+
+    Each REPL attempt submits at most one program, so search.repl_fraction of the
+    task's programs is that many attempts (at least one when the fraction is above 0).
+    """
+    total = planned_programs(cfg)
+    if cfg.search.mode != "repl":
+        return 0, total
+    attempts = round(total * cfg.search.repl_fraction)
+    if cfg.search.repl_fraction > 0:
+        attempts = max(1, attempts)
+    return attempts, max(0, total - attempts)
+
+
+def _cut(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"\n... [{len(text) - limit} more characters not shown]"
+
+
+class ReplConversation:
+    """One REPL attempt at a task (see the module docstring)."""
+
+    def __init__(self, search: "TaskSearch", attempt: int):
+        self.search, self.attempt = search, attempt
+        self.cfg = search.ctx.config
+        self.limits = self.cfg.search.repl
+        self.task = search.task
+        self.conversation = f"{self.task.id}/x{attempt}"
+        self.cells: list[str] = []
+        """The successful cells so far: re-run before each new one, so that state persists."""
+        self.tool_calls = 0
+        self.cpu_s = 0.0
+        self.completion_tokens = 0
+        self.turns = 0
+        self.grids = {
+            "train_inputs": [grid_to_list(p.input) for p in self.task.train],
+            "train_outputs": [grid_to_list(p.output) for p in self.task.train],
+            "test_inputs": [grid_to_list(p.input) for p in self.task.test] if self.cfg.prompt.show_test_inputs else [],
+        }
+
+    def _end(self, outcome: str, program_id: str | None = None) -> None:
+        self.search.emit(ReplEndEvent(
+            task_id=self.task.id, conversation=self.conversation, outcome=outcome, program_id=program_id,
+            turns=self.turns, tool_calls=self.tool_calls, completion_tokens=self.completion_tokens,
+            sandbox_cpu_s=round(self.cpu_s, 4),
+        ))
+
+    def _can_run(self) -> str:
+        """Why no more code may run in this attempt, or ''."""
+        if self.tool_calls >= self.limits.max_tool_calls:
+            return f"the limit of {self.limits.max_tool_calls} code runs is reached"
+        if self.cpu_s >= self.limits.max_sandbox_s:
+            return f"the {self.limits.max_sandbox_s:g} s of sandbox time are used up"
+        return ""
+
+    async def run(self) -> None:
+        s, p = self.search, self.cfg.prompt
+        backend = s.ctx.backend
+        limits = {"max_turns": self.limits.max_turns, "max_tool_calls": self.limits.max_tool_calls,
+                  "max_output_chars": self.limits.max_output_chars}
+        prompt = build_repl_prompt(
+            self.task, encoding=p.encoding, max_prompt_tokens=p.max_prompt_tokens, count_tokens=backend.count_tokens,
+            limits=limits, templates_dir=p.templates_dir, show_test_inputs=p.show_test_inputs, scipy_available=p.offer_scipy,
+        )
+        messages, encoding = list(prompt.messages), prompt.encoding
+        per_attempt = self.limits.max_tokens
+        for turn in range(self.limits.max_turns):
+            request_id = f"{self.conversation}/t{turn}"
+            tokens = prompt.prompt_tokens if turn == 0 else int(backend.count_tokens(messages))
+            if tokens > p.max_prompt_tokens:
+                return self._end("prompt_too_long")
+            want = self.cfg.sampling.max_tokens
+            if per_attempt is not None:
+                want = min(want, per_attempt - self.completion_tokens)
+                if want <= 0:
+                    return self._end("max_tokens")
+            completion = await self._ask(messages, request_id, turn, tokens, want)
+            self.turns += 1
+            messages.append(Message(role="assistant", content=completion.text, reasoning=completion.reasoning))
+            last = turn == self.limits.max_turns - 1
+            blocked = self._can_run()
+            submitted = await self._maybe_submit(request_id, turn, completion.text, completion.finish_reason, forced=last or bool(blocked))
+            if submitted is not None:
+                self._end("submitted", submitted)
+                self.search.check_enough()  # EnoughPassing ends the task's other attempts too
+                return
+            if last:
+                return self._end("max_turns")
+            messages.append(Message(role="user", content=await self._reply_to(request_id, completion, encoding, turn)))
+        self._end("max_turns")
+
+    async def _ask(self, messages: list[Message], request_id: str, turn: int, prompt_tokens: int, want: int):
+        s, sampling = self.search, self.cfg.sampling
+        max_tokens = s.budget.reserve_tokens(want)  # raises BudgetExhausted: the task's own budget is spent
+        params = SamplingParams(
+            n=1, temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k, min_p=sampling.min_p,
+            max_tokens=max_tokens, seed=derive_seed(self.cfg.seed, self.task.id, -1 - self.attempt, turn), stop=list(sampling.stop),
+        )
+        s.emit(PromptEvent(
+            task_id=self.task.id, request_id=request_id, round=0, kind="repl", messages=[m.as_dict() for m in messages],
+            prompt_tokens=prompt_tokens, sampling=params.model_dump(),
+        ))
+        spent = 0
+        try:
+            c = (await s.generate(list(messages), params, request_id))[0]
+            spent = c.completion_tokens
+        finally:
+            s.budget.settle_tokens(max_tokens, spent)
+        self.completion_tokens += c.completion_tokens
+        s.completion_tokens += c.completion_tokens
+        s.prompt_tokens += c.prompt_tokens
+        s.emit(CompletionEvent(
+            task_id=self.task.id, request_id=request_id, index=0, text=c.text, prompt_tokens=c.prompt_tokens,
+            completion_tokens=c.completion_tokens, finish_reason=c.finish_reason, latency_s=c.latency_s, reasoning=c.reasoning,
+        ))
+        return c
+
+    async def _maybe_submit(self, request_id: str, turn: int, text: str, finish_reason: str, *, forced: bool) -> str | None:
+        """Record and verify the program of a submitting reply; its program id, or None when the reply does not submit.
+
+        A reply submits with the SUBMIT marker; when no more code can run (``forced``), a
+        reply whose code defines ``transform`` is taken as the answer too.
+        """
+        marker = _SUBMIT.search(text)
+        if marker is not None:
+            answer = text[marker.end():]
+        elif forced and any("def transform" in code for code, _ in code_blocks(text)):
+            answer = text
+        else:
+            return None
+        if marker is not None and extract_program(answer, finish_reason=finish_reason).status != "ok" and not forced:
+            return None  # the model is told what was wrong and tries again
+        program_id = f"{request_id}/c0"
+        order = (0, self.cfg.budget.first_prompts + self.attempt, turn)
+        check = self.search.record_program(program_id, order, answer, finish_reason, round=0, parent_ids=[])
+        if check is not None:
+            await check
+        return program_id
+
+    async def _reply_to(self, request_id: str, completion, encoding: str, turn: int) -> str:
+        """Run the reply's code blocks and say what they did; or say why nothing ran."""
+        text = completion.text
+        turns_left = self.limits.max_turns - turn - 1
+        marker = _SUBMIT.search(text)
+        if marker is not None:
+            detail = extract_program(text[marker.end():], finish_reason=completion.finish_reason).detail or ""
+            return render_repl_nudge("no_program", must_submit=bool(self._can_run()), detail=detail.split("\n")[0],
+                                     templates_dir=self.cfg.prompt.templates_dir)
+        blocks = code_blocks(text)
+        closed = [code for code, done in blocks if done and code.strip()]
+        if not closed:
+            reason = "cut" if blocks and completion.finish_reason == "length" else "no_code"
+            return render_repl_nudge(reason, must_submit=bool(self._can_run()), templates_dir=self.cfg.prompt.templates_dir)
+        results = [await self._run_cell(request_id, code) for code in closed]
+        blocked = self._can_run()
+        note = ""
+        if turns_left == 1:
+            note = "Your next reply is the last: SUBMIT your program in it."
+        elif blocked:
+            note = f"No more code can run ({blocked}). Reply with SUBMIT and your complete program now."
+        return render_repl_results(
+            results, encoding=encoding, calls_left=max(0, self.limits.max_tool_calls - self.tool_calls),
+            turns_left=turns_left, note=note, templates_dir=self.cfg.prompt.templates_dir,
+        )
+
+    async def _run_cell(self, request_id: str, code: str) -> dict:
+        s, budget = self.search, self.limits.max_output_chars
+        call = self.tool_calls
+        blocked = self._can_run()
+        if blocked:
+            shown = {"status": "refused", "output": "", "grid": None, "error_type": None, "error": blocked}
+            cpu = 0.0
+        else:
+            self.tool_calls += 1
+            r = await s.ctx.sandbox.run_cell([*self.cells, code], self.grids, max_output=budget)
+            cpu = r.cpu_s if r.status != "timeout" else max(r.cpu_s, s.ctx.config.sandbox.cell_timeout_s)
+            self.cpu_s += cpu
+            if r.status == "ok":
+                self.cells.append(code)
+            shown = {"status": r.status, "output": _cut(r.output, budget), "grid": r.grid,
+                     "error_type": r.error_type or None, "error": r.error}
+        s.emit(ToolCallEvent(
+            task_id=self.task.id, conversation=self.conversation, request_id=request_id, call=call, code=code,
+            status=shown["status"], output=shown["output"] or shown["error"] or "", grid=shown["grid"],
+            error_type=shown["error_type"], cpu_s=round(cpu, 4),
+        ))
+        return shown
+
+
+async def run_repl_attempts(search: "TaskSearch", attempts: int) -> str:
+    """Run ``attempts`` conversations, ``search.repl.parallel`` at a time; the stop reason of this part."""
+    if attempts <= 0:
+        return ""
+    gate = asyncio.Semaphore(search.ctx.config.search.repl.parallel)
+
+    async def one(a: int) -> None:
+        async with gate:
+            await ReplConversation(search, a).run()
+
+    await gather_or_cancel([one(a) for a in range(attempts)])
+    return f"{attempts} REPL attempt{'s' if attempts != 1 else ''} done"
