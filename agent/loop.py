@@ -2,8 +2,8 @@
 
 Round 0 samples fresh programs; every later round refines earlier ones chosen by
 the search strategy (:mod:`agent.strategies`). In REPL mode, conversations in
-which the model runs code before it submits (:mod:`agent.repl`) run alongside,
-with their share of the task's programs. Every program is verified as soon as
+which the model runs code before it submits (:mod:`agent.repl`) follow, with
+their share of the task's programs. Every program is verified as soon as
 it is written. The search ends after ``budget.rounds`` rounds (and the REPL
 attempts) or through an exception carrying the reason: enough passing programs,
 a spent budget, a prompt that cannot fit, a backend that keeps failing. Whatever
@@ -22,7 +22,7 @@ from agent.budget import StopSolving
 from agent.config import RunConfig
 from agent.rundir import RecordError
 from agent.repl import run_repl_attempts
-from agent.search import BackendFailed, TaskSearch, gather_or_cancel
+from agent.search import BackendFailed, TaskSearch
 from agent.trace import AttemptsEvent, TaskError, TaskResult, TaskSkipped, TaskStart, VoteEvent
 from agent.voting import score_attempts, vote
 from arcsynth.task import Task
@@ -81,7 +81,9 @@ async def solve_task(task: Task, ctx: SolveContext) -> TaskOutcome:
     ctx.recorder.emit(TaskStart(task_id=task.id, n_train=len(task.train), n_test=len(task.test)))
     status = "done"
     try:
-        reasons = await gather_or_cancel([run_rounds(search), run_repl_attempts(search, search.repl_attempts)])
+        # One after the other, so that which programs are duplicates, and when the task has
+        # enough, never depends on timing (a recorded run replays exactly).
+        reasons = [await run_rounds(search), await run_repl_attempts(search, search.repl_attempts)]
         stop_reason = "; ".join(r for r in reasons if r)
     except StopSolving as stop:
         stop_reason = stop.reason

@@ -26,8 +26,8 @@ same questions.
 
 from __future__ import annotations
 
-import asyncio
 import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from agent.backends.base import Message, SamplingParams
@@ -95,6 +95,7 @@ class ReplConversation:
         }
 
     def _end(self, outcome: str, program_id: str | None = None) -> None:
+        """Record how the attempt ended (returns None, the attempt's result when it submits nothing)."""
         self.search.emit(ReplEndEvent(
             task_id=self.task.id, conversation=self.conversation, outcome=outcome, program_id=program_id,
             turns=self.turns, tool_calls=self.tool_calls, completion_tokens=self.completion_tokens,
@@ -109,7 +110,8 @@ class ReplConversation:
             return f"the {self.limits.max_sandbox_s:g} s of sandbox time are used up"
         return ""
 
-    async def run(self) -> None:
+    async def run(self) -> "Submission | None":
+        """Hold the conversation; the program it submitted (recorded and verified by the caller), if any."""
         s, p = self.search, self.cfg.prompt
         backend = s.ctx.backend
         limits = {"max_turns": self.limits.max_turns, "max_tool_calls": self.limits.max_tool_calls,
@@ -135,15 +137,14 @@ class ReplConversation:
             messages.append(Message(role="assistant", content=completion.text, reasoning=completion.reasoning))
             last = turn == self.limits.max_turns - 1
             blocked = self._can_run()
-            submitted = await self._maybe_submit(request_id, turn, completion.text, completion.finish_reason, forced=last or bool(blocked))
-            if submitted is not None:
-                self._end("submitted", submitted)
-                self.search.check_enough()  # EnoughPassing ends the task's other attempts too
-                return
+            submission = self._submission(request_id, turn, completion.text, completion.finish_reason, forced=last or bool(blocked))
+            if submission is not None:
+                self._end("submitted", submission.program_id)
+                return submission
             if last:
                 return self._end("max_turns")
             messages.append(Message(role="user", content=await self._reply_to(request_id, completion, encoding, turn)))
-        self._end("max_turns")
+        return self._end("max_turns")
 
     async def _ask(self, messages: list[Message], request_id: str, turn: int, prompt_tokens: int, want: int):
         s, sampling = self.search, self.cfg.sampling
@@ -171,8 +172,8 @@ class ReplConversation:
         ))
         return c
 
-    async def _maybe_submit(self, request_id: str, turn: int, text: str, finish_reason: str, *, forced: bool) -> str | None:
-        """Record and verify the program of a submitting reply; its program id, or None when the reply does not submit.
+    def _submission(self, request_id: str, turn: int, text: str, finish_reason: str, *, forced: bool) -> "Submission | None":
+        """The program a reply submits, or None when it does not submit.
 
         A reply submits with the SUBMIT marker; when no more code can run (``forced``), a
         reply whose code defines ``transform`` is taken as the answer too.
@@ -186,12 +187,8 @@ class ReplConversation:
             return None
         if marker is not None and extract_program(answer, finish_reason=finish_reason).status != "ok" and not forced:
             return None  # the model is told what was wrong and tries again
-        program_id = f"{request_id}/c0"
         order = (0, self.cfg.budget.first_prompts + self.attempt, turn)
-        check = self.search.record_program(program_id, order, answer, finish_reason, round=0, parent_ids=[])
-        if check is not None:
-            await check
-        return program_id
+        return Submission(f"{request_id}/c0", order, answer, finish_reason)
 
     async def _reply_to(self, request_id: str, completion, encoding: str, turn: int) -> str:
         """Run the reply's code blocks and say what they did; or say why nothing ran."""
@@ -243,15 +240,32 @@ class ReplConversation:
         return shown
 
 
+@dataclass(frozen=True)
+class Submission:
+    """The program a conversation submitted: recorded and verified once its wave is over."""
+
+    program_id: str
+    order: tuple[int, int, int]
+    text: str
+    """What the program is extracted from: the reply after its SUBMIT marker."""
+    finish_reason: str
+
+
 async def run_repl_attempts(search: "TaskSearch", attempts: int) -> str:
-    """Run ``attempts`` conversations, ``search.repl.parallel`` at a time; the stop reason of this part."""
-    if attempts <= 0:
-        return ""
-    gate = asyncio.Semaphore(search.ctx.config.search.repl.parallel)
+    """Run ``attempts`` conversations in waves of ``search.repl.parallel``; the stop reason of this part.
 
-    async def one(a: int) -> None:
-        async with gate:
-            await ReplConversation(search, a).run()
-
-    await gather_or_cancel([one(a) for a in range(attempts)])
-    return f"{attempts} REPL attempt{'s' if attempts != 1 else ''} done"
+    The conversations of a wave run at once. Their programs are recorded in attempt
+    order once the wave is over, and only then is the stopping rule checked: which of
+    two identical programs is the duplicate, and where the task stops, then depend on
+    what the model said and never on which conversation happened to finish first, so
+    a recorded run replays exactly.
+    """
+    parallel = search.ctx.config.search.repl.parallel
+    for start in range(0, attempts, parallel):
+        wave = [ReplConversation(search, a) for a in range(start, min(attempts, start + parallel))]
+        submissions = await gather_or_cancel([c.run() for c in wave])
+        checks = [search.record_program(sub.program_id, sub.order, sub.text, sub.finish_reason, round=0, parent_ids=[])
+                  for sub in submissions if sub is not None]
+        await gather_or_cancel([c for c in checks if c is not None])
+        search.check_enough()
+    return f"{attempts} REPL attempt{'s' if attempts != 1 else ''} done" if attempts > 0 else ""
