@@ -142,6 +142,12 @@ class ReplConfig(_Strict):
     max_output_chars: int = Field(
         2000, ge=100, description="Characters of one tool result shown to the model (stdout, error, grid); the rest is cut, saying how much.")
     parallel: int = Field(4, ge=1, description="Conversations of one task in flight at once (all tasks share the backend).")
+    protocol: Literal["auto", "fenced", "tools"] = Field(
+        "auto",
+        description="How the model runs code and submits: 'fenced' (```python blocks run, SUBMIT then a block "
+        "submits), 'tools' (OpenAI function calling: run_python(code) and submit(program); needs model.tool_calls), "
+        "'auto': 'tools' when model.tool_calls says the server supports it, else 'fenced'.",
+    )
 
 
 class SearchConfig(_Strict):
@@ -215,6 +221,17 @@ class RunConfig(_Strict):
     search: SearchConfig = Field(default_factory=SearchConfig, description="Parent selection in refinement rounds.")
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig, description="The program sandbox.")
     out_root: str = Field("runs", description="Directory under which a new run directory is created when --out is not given.")
+
+    @model_validator(mode="after")
+    def _tools_need_a_server_that_calls_them(self) -> "RunConfig":
+        if self.search.repl.protocol == "tools" and not self.model.tool_calls:
+            raise ValueError("search.repl.protocol = 'tools' needs model.tool_calls = true (a server with function calling)")
+        return self
+
+    def repl_protocol(self) -> Literal["fenced", "tools"]:
+        """The REPL protocol this run uses ('auto' resolved)."""
+        p = self.search.repl.protocol
+        return p if p != "auto" else ("tools" if self.model.tool_calls else "fenced")
 
     @field_validator("name")
     @classmethod

@@ -26,11 +26,12 @@ same questions.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from agent.backends.base import Message, SamplingParams
+from agent.backends.base import Completion, Message, SamplingParams, ToolCall
 from agent.config import RunConfig
 from agent.program import code_blocks, extract_program
 from agent.search import gather_or_cancel
@@ -41,6 +42,23 @@ from prompts import build_repl_prompt, render_repl_nudge, render_repl_results
 
 if TYPE_CHECKING:
     from agent.search import TaskSearch
+
+TOOLS = [
+    {"type": "function", "function": {
+        "name": "run_python",
+        "description": "Run Python code in the REPL (train_inputs, train_outputs, test_inputs and np are defined; "
+                       "variables persist between runs). Returns what it printed, any error, and the value of its last line.",
+        "parameters": {"type": "object", "properties": {"code": {"type": "string", "description": "The code to run."}},
+                       "required": ["code"]},
+    }},
+    {"type": "function", "function": {
+        "name": "submit",
+        "description": "Submit the final program, which defines transform(grid). Ends the session.",
+        "parameters": {"type": "object", "properties": {"program": {"type": "string", "description": "The complete program."}},
+                       "required": ["program"]},
+    }},
+]
+"""The REPL's functions, for servers with OpenAI function calling (search.repl.protocol 'tools')."""
 
 # "SUBMIT" alone on its line (markdown emphasis and a colon allowed).
 _SUBMIT = re.compile(r"^[ \t]*[*_#]*[ \t]*SUBMIT[ \t]*:?[ \t]*[*_]*[ \t]*$", re.M)
@@ -67,6 +85,18 @@ def split_budget(cfg: RunConfig) -> tuple[int, int]:
     return attempts, max(0, total - attempts)
 
 
+def _argument(call: ToolCall, name: str) -> str:
+    """A string argument of a function call; ValueError saying what is wrong."""
+    try:
+        args = json.loads(call.arguments or "{}")
+    except ValueError as e:
+        raise ValueError(f"the arguments of {call.name} are not JSON ({e})") from None
+    value = args.get(name) if isinstance(args, dict) else None
+    if not isinstance(value, str):
+        raise ValueError(f"{call.name} needs a string argument {name!r}")
+    return value
+
+
 def _cut(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
@@ -82,6 +112,7 @@ class ReplConversation:
         self.limits = self.cfg.search.repl
         self.task = search.task
         self.conversation = f"{self.task.id}/x{attempt}"
+        self.tools = self.cfg.repl_protocol() == "tools"
         self.cells: list[str] = []
         """The successful cells so far: re-run before each new one, so that state persists."""
         self.tool_calls = 0
@@ -118,7 +149,7 @@ class ReplConversation:
                   "max_output_chars": self.limits.max_output_chars}
         prompt = build_repl_prompt(
             self.task, encoding=p.encoding, max_prompt_tokens=p.max_prompt_tokens, count_tokens=backend.count_tokens,
-            limits=limits, templates_dir=p.templates_dir, show_test_inputs=p.show_test_inputs, scipy_available=p.offer_scipy,
+            limits=limits, tools=self.tools, templates_dir=p.templates_dir, show_test_inputs=p.show_test_inputs, scipy_available=p.offer_scipy,
         )
         messages, encoding = list(prompt.messages), prompt.encoding
         per_attempt = self.limits.max_tokens
@@ -134,16 +165,23 @@ class ReplConversation:
                     return self._end("max_tokens")
             completion = await self._ask(messages, request_id, turn, tokens, want)
             self.turns += 1
-            messages.append(Message(role="assistant", content=completion.text, reasoning=completion.reasoning))
+            messages.append(Message(role="assistant", content=completion.text, reasoning=completion.reasoning,
+                                    tool_calls=completion.tool_calls))
             last = turn == self.limits.max_turns - 1
-            blocked = self._can_run()
-            submission = self._submission(request_id, turn, completion.text, completion.finish_reason, forced=last or bool(blocked))
+            forced = last or bool(self._can_run())
+            if self.tools:
+                submission = self._called_submission(request_id, turn, completion, forced=forced)
+            else:
+                submission = self._submission(request_id, turn, completion.text, completion.finish_reason, forced=forced)
             if submission is not None:
                 self._end("submitted", submission.program_id)
                 return submission
             if last:
                 return self._end("max_turns")
-            messages.append(Message(role="user", content=await self._reply_to(request_id, completion, encoding, turn)))
+            if self.tools:
+                messages += await self._answer_calls(request_id, completion, encoding, turn)
+            else:
+                messages.append(Message(role="user", content=await self._reply_to(request_id, completion, encoding, turn)))
         return self._end("max_turns")
 
     async def _ask(self, messages: list[Message], request_id: str, turn: int, prompt_tokens: int, want: int):
@@ -152,6 +190,7 @@ class ReplConversation:
         params = SamplingParams(
             n=1, temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k, min_p=sampling.min_p,
             max_tokens=max_tokens, seed=derive_seed(self.cfg.seed, self.task.id, -1 - self.attempt, turn), stop=list(sampling.stop),
+            tools=TOOLS if self.tools else None,
         )
         s.emit(PromptEvent(
             task_id=self.task.id, request_id=request_id, round=0, kind="repl", messages=[m.as_dict() for m in messages],
@@ -169,6 +208,7 @@ class ReplConversation:
         s.emit(CompletionEvent(
             task_id=self.task.id, request_id=request_id, index=0, text=c.text, prompt_tokens=c.prompt_tokens,
             completion_tokens=c.completion_tokens, finish_reason=c.finish_reason, latency_s=c.latency_s, reasoning=c.reasoning,
+            tool_calls=[t.model_dump() for t in c.tool_calls] if c.tool_calls else None,
         ))
         return c
 
@@ -189,6 +229,66 @@ class ReplConversation:
             return None  # the model is told what was wrong and tries again
         order = (0, self.cfg.budget.first_prompts + self.attempt, turn)
         return Submission(f"{request_id}/c0", order, answer, finish_reason)
+
+    def _called_submission(self, request_id: str, turn: int, completion: Completion, *, forced: bool) -> "Submission | None":
+        """The program a reply submits through the submit function (function calling), or None.
+
+        When no more code can run (``forced``), code it asked to run that defines
+        ``transform`` is taken as its answer too.
+        """
+        calls = completion.tool_calls or []
+        program = None
+        for call in calls:
+            if call.name == "submit":
+                try:
+                    program = _argument(call, "program")
+                except ValueError:
+                    continue
+                if extract_program(program).status == "ok" or forced:
+                    break
+                program = None
+        if program is None and forced:
+            for call in calls:
+                try:
+                    code = _argument(call, "code") if call.name == "run_python" else ""
+                except ValueError:
+                    continue
+                if "def transform" in code:
+                    program = code
+        if program is None:
+            return None
+        order = (0, self.cfg.budget.first_prompts + self.attempt, turn)
+        fence = "````" if "```" in program else "```"
+        return Submission(f"{request_id}/c0", order, f"{fence}python\n{program}\n{fence}\n", completion.finish_reason)
+
+    async def _answer_calls(self, request_id: str, completion: Completion, encoding: str, turn: int) -> list[Message]:
+        """One tool message per function call of the reply (function calling); a nudge when it made none."""
+        tdir = self.cfg.prompt.templates_dir
+        calls = completion.tool_calls or []
+        if not calls:
+            return [Message(role="user", content=render_repl_nudge("no_call", must_submit=bool(self._can_run()), tools=True,
+                                                                   templates_dir=tdir))]
+        turns_left = self.limits.max_turns - turn - 1
+        out = []
+        for call in calls:
+            try:
+                if call.name == "run_python":
+                    result = await self._run_cell(request_id, _argument(call, "code"))
+                    blocked = self._can_run()
+                    note = ("Your next reply is the last: call submit in it." if turns_left == 1 else
+                            f"No more code can run ({blocked}). Call submit with your complete program now." if blocked else "")
+                    content = render_repl_results(
+                        [result], encoding=encoding, calls_left=max(0, self.limits.max_tool_calls - self.tool_calls),
+                        turns_left=turns_left, note=note, templates_dir=tdir)
+                elif call.name == "submit":
+                    detail = extract_program(_argument(call, "program")).detail or ""
+                    content = render_repl_nudge("bad_submit", detail=detail.split("\n")[0], tools=True, templates_dir=tdir)
+                else:
+                    raise ValueError(f"there is no tool {call.name!r}; the tools are run_python and submit")
+            except ValueError as e:
+                content = render_repl_nudge("bad_call", detail=f"{e}.", tools=True, templates_dir=tdir)
+            out.append(Message(role="tool", content=content, tool_call_id=call.id))
+        return out
 
     async def _reply_to(self, request_id: str, completion, encoding: str, turn: int) -> str:
         """Run the reply's code blocks and say what they did; or say why nothing ran."""

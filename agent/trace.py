@@ -114,6 +114,8 @@ class MessageParts(BaseModel):
     role: str
     parts: list[Union[str, TextRef]] = Field(description="Literal strings and references to TextEvents, in order.")
     reasoning: str | None = Field(None, description="An assistant turn's reasoning (REPL conversations), kept whole.")
+    tool_calls: list[dict[str, Any]] | None = Field(None, description="An assistant turn's function calls (REPL with function calling).")
+    tool_call_id: str | None = Field(None, description="A tool message: the call it answers.")
 
 
 class TaskStart(_Event):
@@ -129,10 +131,10 @@ class PromptEvent(_Event):
     request_id: str = Field(description="Unique within the run: '<task>/r<round>/q<index>', or '<task>/x<attempt>/t<turn>' for a REPL turn.")
     round: int
     kind: Literal["first", "refine", "repl"] = Field(description="'repl': one turn of a REPL conversation (search.mode 'repl').")
-    messages: list[dict[str, str]] = Field(
+    messages: list[dict[str, Any]] = Field(
         default_factory=list,
-        description="The chat messages (role, content, and an assistant turn's reasoning when it has one); in a "
-        "version-2 file rebuilt from message_parts on read.")
+        description="The chat messages (role, content, and in REPL conversations an assistant turn's reasoning and "
+        "function calls, a tool message's call id); in a version-2 file rebuilt from message_parts on read.")
     prompt_tokens: int
     sampling: dict[str, Any] = Field(description="SamplingParams of the request, seed included.")
     parent_ids: list[str] = Field(default_factory=list, description="Programs shown as parents (refinement).")
@@ -160,6 +162,7 @@ class CompletionEvent(_Event):
     finish_reason: str
     latency_s: float
     reasoning: str | None = Field(None, description="Reasoning the server returned apart from the text (reasoning_content).")
+    tool_calls: list[dict[str, Any]] | None = Field(None, description="Function calls the model made: [{id, name, arguments}].")
 
 
 class ProgramEvent(_Event):
@@ -322,6 +325,9 @@ Event = Annotated[
 _EVENT = TypeAdapter(Event)
 
 
+_MESSAGE_EXTRAS = ("reasoning", "tool_calls", "tool_call_id")
+"""Message fields beside role and content, kept whole in a version-2 trace."""
+
 MIN_REF_CHARS = 48
 """Prompt blocks shorter than this stay inline: a reference would not save much."""
 
@@ -397,12 +403,12 @@ class TraceEncoder:
                 for d, text in new:
                     self._pending.add(d)
                     lines.append(TextEvent(digest=d, text=text, t=event.t).model_dump_json())
-                message_parts.append(MessageParts(role=m.get("role", ""), parts=parts, reasoning=m.get("reasoning")))
+                extras = {k: m[k] for k in _MESSAGE_EXTRAS if m.get(k) is not None}
+                message_parts.append(MessageParts(role=m.get("role", ""), parts=parts, **extras))
             disk = event.model_copy(update={"message_parts": message_parts})
-            if any(mp.reasoning is not None for mp in message_parts):
-                lines.append(disk.model_dump_json(exclude={"messages"}))
-            else:  # the usual prompt: no reasoning field per message on disk
-                lines.append(disk.model_dump_json(exclude={"messages": True, "message_parts": {"__all__": {"reasoning"}}}))
+            # Only the fields some message has go to disk: the usual prompt has none of them.
+            unused = {k for k in _MESSAGE_EXTRAS if all(getattr(mp, k) is None for mp in message_parts)}
+            lines.append(disk.model_dump_json(exclude={"messages": True, "message_parts": {"__all__": unused}}))
             return lines
         if isinstance(event, CompletionEvent):
             self._completions[(event.request_id, event.index)] = event.text
@@ -543,8 +549,7 @@ class TraceDecoder:
                     at = f"{self.where}, line {line_no}" if line_no is not None else self.where
                     raise TraceError(f"{at}: prompt refers to text {ref} that the trace does not hold") from None
             msg = {"role": m.get("role", ""), "content": "".join(chunks)}
-            if isinstance(m.get("reasoning"), str):
-                msg["reasoning"] = m["reasoning"]
+            msg.update({k: m[k] for k in _MESSAGE_EXTRAS if m.get(k) is not None})
             out.append(msg)
         return out
 

@@ -398,6 +398,7 @@ def build_repl_prompt(
     max_prompt_tokens: int,
     count_tokens: CountTokens,
     limits: dict,
+    tools: bool = False,
     templates_dir: str | Path | None = None,
     show_test_inputs: bool = True,
     system_message: bool = True,
@@ -407,14 +408,15 @@ def build_repl_prompt(
 
     The examples keep the task's order, so that "Example k" is ``train_inputs[k-1]``
     in the REPL (which holds every train pair, also those dropped here for space).
-    ``limits``: ``max_turns``, ``max_tool_calls``, ``max_output_chars``.
+    ``limits``: ``max_turns``, ``max_tool_calls``, ``max_output_chars``. ``tools``: the
+    model calls functions (run_python, submit) instead of writing fenced blocks.
     """
     get_encoding(encoding)
     scipy_ok = _scipy_available() if scipy_available is None else scipy_available
     plan = _Plan(encoding=encoding, shown=_display_order(task, None), show_tests=show_test_inputs)
 
     def render_plan(p: _Plan) -> list[Message]:
-        ctx = dict(_context(task, p, scipy_ok), limits=limits)
+        ctx = dict(_context(task, p, scipy_ok), limits=limits, tools=tools)
         return _messages(render("repl_system.j2", templates_dir, **ctx), render("repl_first.j2", templates_dir, **ctx), system_message)
 
     return _fit("repl", task, plan, [], render_plan, _REPL_STEPS, max_prompt_tokens, count_tokens)
@@ -439,6 +441,10 @@ def render_repl_results(results: list[dict], *, encoding: str, calls_left: int, 
     return render("repl_result.j2", templates_dir, results=shown, calls_left=calls_left, turns_left=turns_left, note=note)
 
 
-def render_repl_nudge(reason: str, *, must_submit: bool = False, detail: str = "", templates_dir: str | Path | None = None) -> str:
-    """What the model is told when its reply could not be used (``reason``: no_code, no_program, cut) or time is up."""
-    return render("repl_nudge.j2", templates_dir, reason=reason, must_submit=must_submit, detail=detail)
+def render_repl_nudge(reason: str, *, must_submit: bool = False, detail: str = "", tools: bool = False,
+                      templates_dir: str | Path | None = None) -> str:
+    """What the model is told when its reply could not be used or time is up.
+
+    ``reason``: no_code, no_program, cut (fenced blocks); no_call, bad_submit, bad_call (``tools``).
+    """
+    return render("repl_nudge.j2", templates_dir, reason=reason, must_submit=must_submit, detail=detail, tools=tools)

@@ -18,7 +18,8 @@ once), ``first.j2`` and ``refine.j2`` (both include ``examples.j2``). Variables:
   ``max_output_chars``); ``repl_result.j2``: ``results`` (per code block ``number``,
   ``status``, ``output``, ``grid``, ``grid_shape``, ``error_type``, ``error``),
   ``calls_left``, ``turns_left``, ``note``; ``repl_nudge.j2``: ``reason``,
-  ``must_submit``, ``detail``
+  ``must_submit``, ``detail``, ``tools``; ``tools`` also in the system and first
+  REPL templates (function calling rather than fenced blocks)
 - refine only, ``parents`` (best first): ``number``, ``source``, ``fence``,
   ``score`` (one line), ``feedback`` (per-pair text from :mod:`prompts.feedback`)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import math
 import os
 import random
@@ -16,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from agent.backends.base import BackendError, Completion, Message, SamplingParams
+from agent.backends.base import BackendError, Completion, Message, SamplingParams, ToolCall
 from agent.backends.embedded import embedded_cache_dir, is_embedded_alias
 from agent.backends.chat_format import (
     CHARS_PER_TOKEN_ESTIMATE,
@@ -338,14 +339,16 @@ class OpenAIBackend:
         texts: list[str] = []
         reasons: list[str] = []
         thoughts: list[str | None] = []
+        calls: list[list[ToolCall] | None] = []
         for choice in choices:
-            thought = None
+            thought, called = None, None
             if self.endpoint == "chat":
                 message = choice.get("message") or {}
                 text = message.get("content") or ""
                 # vLLM and SGLang with a reasoning parser: `reasoning_content` (newer vLLM also `reasoning`).
                 thought = message.get("reasoning_content") or message.get("reasoning")
                 thought = thought if isinstance(thought, str) else None
+                called = _tool_calls(message.get("tool_calls"))
             else:
                 text = choice.get("text") or ""
             # Some servers return the matched stop string; the contract is that it is cut.
@@ -354,10 +357,12 @@ class OpenAIBackend:
             texts.append(text)
             reasons.append(reason)
             thoughts.append(thought)
+            calls.append(called)
         counts = await self._completion_token_counts(texts, reasons, usage.get("completion_tokens"), params.max_tokens)
         return [
-            Completion(text=t, prompt_tokens=int(prompt_tokens), completion_tokens=c, finish_reason=r, latency_s=latency, reasoning=th)
-            for t, r, c, th in zip(texts, reasons, counts, thoughts)
+            Completion(text=t, prompt_tokens=int(prompt_tokens), completion_tokens=c, finish_reason=r, latency_s=latency,
+                       reasoning=th, tool_calls=tc)
+            for t, r, c, th, tc in zip(texts, reasons, counts, thoughts, calls)
         ]
 
     async def _completion_token_counts(self, texts: list[str], reasons: list[str], usage_total: int | None, max_tokens: int) -> list[int]:
@@ -482,6 +487,21 @@ class OpenAIBackend:
             "chars_per_token_estimate": CHARS_PER_TOKEN_ESTIMATE if self.token_counts_estimated else None,
             "httpx": httpx.__version__,
         }
+
+
+def _tool_calls(raw: Any) -> list[ToolCall] | None:
+    """The function calls of a chat answer's message; None when it made none."""
+    if not isinstance(raw, list) or not raw:
+        return None
+    out = []
+    for k, call in enumerate(raw):
+        fn = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(fn, dict):
+            continue
+        args = fn.get("arguments")
+        out.append(ToolCall(id=str(call.get("id") or f"call_{k}"), name=str(fn.get("name") or ""),
+                            arguments=args if isinstance(args, str) else json.dumps(args)))
+    return out or None
 
 
 def _backoff_s(attempt: int) -> float:

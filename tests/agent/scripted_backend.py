@@ -143,8 +143,8 @@ def transform(grid):
 NO_CODE = "I think the grid is rotated but I am not sure how to write it."
 
 
-ReplScript = Callable[[str, int, list[Message]], "str | tuple[str, str | None]"]
-"""(request_id, turn, messages) -> the reply text, or (text, reasoning)."""
+ReplScript = Callable[[str, int, list[Message]], "str | tuple[str, str | None] | Completion"]
+"""(request_id, turn, messages) -> the reply text, (text, reasoning), or a whole Completion (function calls)."""
 
 
 class ScriptedReplBackend(ScriptedBackend):
@@ -162,17 +162,23 @@ class ScriptedReplBackend(ScriptedBackend):
     def __init__(self, script: ReplScript, **kwargs: Any):
         self.repl_script = script
         self.reasoning: dict[str, str | None] = {}
+        self.whole: dict[str, Completion] = {}
         super().__init__(self._texts, **kwargs)
 
     def _texts(self, request_id: str, messages: list[Message], params: SamplingParams) -> list[str]:
         turn = int(request_id.rsplit("/t", 1)[1]) if "/x" in request_id else -1
         out = self.repl_script(request_id, turn, messages)
+        if isinstance(out, Completion):
+            self.whole[request_id] = out
+            return [out.text]
         text, thought = out if isinstance(out, tuple) else (out, None)
         self.reasoning[request_id] = thought
         return [text]
 
     async def _generate(self, messages: list[Message], params: SamplingParams, request_id: str) -> list[Completion]:
         completions = await super()._generate(messages, params, request_id)
+        if request_id in self.whole:
+            return [self.whole[request_id]]
         thought = self.reasoning.get(request_id)
         return [c.model_copy(update={"reasoning": thought}) for c in completions]
 
