@@ -7,8 +7,11 @@ each block is one tool call, run in the sandbox like any candidate, see
 ``sandbox.cells``) and gets back what it printed, its error and the grid its last
 line evaluated to, drawn in the prompt's encoding and cut to
 ``search.repl.max_output_chars``; or it submits (``SUBMIT`` on a line of its own,
-then the program), which ends the attempt. The submitted program is extracted,
-verified and votes like every other program of the task.
+then the program), which ends the attempt. With a server that does OpenAI function
+calling (``model.tool_calls``; ``search.repl.protocol``) the same two moves are the
+functions ``run_python(code)`` and ``submit(program)``, and each call's result comes
+back as a tool message. The submitted program is extracted, verified and votes like
+every other program of the task.
 
 Limits per attempt (``search.repl``): turns, tool calls, completion tokens, and
 sandbox CPU time; once no code can run any more the model is told to submit, and

@@ -282,7 +282,7 @@ class TaskSearch:
         self.emit(ProgramEvent(**common, status="ok", detail=ext.detail or "", source=ext.source, program_hash=h, duplicate_of=dup))
         if dup is not None:
             return None
-        return self._verify(program_id, order, round, ext.source, h, parent_ids, reject_pairs)
+        return self._verify(program_id, order, ext.source, h, parent_ids, reject_pairs)
 
     async def _generate(self, req: Request) -> list[Completion]:
         return await self.generate(req.prompt.messages, req.params, req.request_id)
@@ -313,7 +313,7 @@ class TaskSearch:
         return self.record_program(f"{req.request_id}/c{i}", (req.round, req.index, i), text, c.finish_reason,
                                    round=req.round, parent_ids=req.parent_ids, reject_pairs=req.reject_pairs)
 
-    async def _verify(self, program_id: str, order: tuple[int, int, int], round: int, source: str, h: str,
+    async def _verify(self, program_id: str, order: tuple[int, int, int], source: str, h: str,
                       parent_ids: list[str], reject_pairs: tuple[int, ...] | None) -> None:
         verdict = await self.ctx.sandbox.run(source, self.task, check_test=False)
         rejected = reject_pairs is not None and not any(verdict.train[i].status == "pass" for i in reject_pairs)

@@ -198,4 +198,3 @@ async def test_repl_settings_need_repl_mode():
         parse_config({}, ["search.repl_fraction=0.5"])
     with pytest.raises(ConfigError, match=r"search\.repl\.max_turns"):
         parse_config({}, ["search.mode='repl'", "search.repl.max_turns=0"])
-

@@ -3,8 +3,6 @@ and hostile cells contained exactly like hostile programs."""
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
 from arcsynth.grid import grid_to_list
@@ -140,4 +138,3 @@ async def test_grid_values_are_read_by_value(sandbox):
     assert r.status == "ok" and r.grid == [[1, 2]]
     r = await sandbox.run_cell(["np.full((2, 2), 12)"], g)
     assert r.status == "ok" and r.grid is None and "12" in r.output  # not an ARC grid: shown as text
-    assert socket  # imported for the probes' sake only
