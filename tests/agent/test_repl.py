@@ -198,3 +198,21 @@ async def test_repl_settings_need_repl_mode():
         parse_config({}, ["search.repl_fraction=0.5"])
     with pytest.raises(ConfigError, match=r"search\.repl\.max_turns"):
         parse_config({}, ["search.mode='repl'", "search.repl.max_turns=0"])
+
+
+async def test_conversations_run_at_once_and_share_the_backend(task, sandbox):
+    def model(rid, turn, messages):
+        return run("x = 1") if turn == 0 else submit(ROT_PROGRAM)
+
+    backend = ScriptedReplBackend(model, delay_s=0.3)
+    cfg = parse_config({}, ["search.mode='repl'", "budget.max_programs=3", "budget.stop_after_passing=3",
+                            "search.repl.parallel=3"])
+    outcome, rec = await solve(task, sandbox, backend, cfg)
+    assert outcome.n_programs == 3 and [e.outcome for e in rec.of("repl_end")] == ["submitted"] * 3
+    first_turns = [c for c in backend.calls if c.request_id.endswith("/t0")]
+    assert len(first_turns) == 3
+    # All three first turns were waiting on the model at the same moment.
+    assert max(c.started for c in first_turns) < min(c.ended for c in first_turns)
+    # Identical submissions: one program runs, the others are its duplicates, in attempt order.
+    programs = rec.of("program")
+    assert [p.duplicate_of for p in programs] == [None, f"{ROT}/x0/t1/c0", f"{ROT}/x0/t1/c0"]
