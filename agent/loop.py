@@ -108,7 +108,7 @@ async def run_rounds(search: TaskSearch) -> str:
         for round_index in range(rounds):
             await search.run_round(search.plan_round(round_index))
     except StopSolving as e:
-        # With REPL attempts alongside, the loop spending its own share ends the loop only;
+        # With REPL attempts to follow, the loop spending its own share ends the loop only;
         # task-wide reasons (enough passing, tokens, wall time) end them all.
         own = e.reason == "max_programs" or type(e) is StopSolving
         if not search.repl_attempts or not own:
