@@ -140,7 +140,7 @@ class ReplConfig(_Strict):
         "sandbox.cell_timeout_s, its conversation's earlier cells re-run included).",
     )
     max_output_chars: int = Field(
-        2000, ge=100, description="Characters of one tool result shown to the model (stdout, error, grid); the rest is cut, saying how much.")
+        2000, ge=100, le=20000, description="Characters of one tool result shown to the model (stdout, error, grid); the rest is cut, saying how much.")
     parallel: int = Field(4, ge=1, description="Conversations of one task in flight at once (all tasks share the backend).")
     protocol: Literal["auto", "fenced", "tools"] = Field(
         "auto",

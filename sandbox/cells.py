@@ -40,7 +40,7 @@ from sandbox import protocol as P
 NO_GRID = "NoGrid"
 """error_type of the cell frame when the cell's last expression was not a grid (not an error)."""
 
-MAX_CELL_TEXT = 1 << 16
+MAX_CELL_TEXT = 1 << 17
 """Bytes of captured text a worker forwards for one cell; more breaks the protocol."""
 
 
@@ -48,13 +48,20 @@ MAX_CELL_TEXT = 1 << 16
 
 
 class _Capture:
-    """A bounded stand-in for sys.stdout/sys.stderr: keeps the first ``limit`` characters, counts the rest."""
+    """A bounded stand-in for sys.stdout/sys.stderr: keeps the first ``limit`` characters, counts the rest.
 
-    def __init__(self, limit: int):
+    With ``wfd``, what it keeps is sent on as text frames line by line while the cell
+    runs, so a cell stopped at its time limit (or killed) still shows what it printed
+    before. At most ``limit`` characters are kept, which bounds the frames too.
+    """
+
+    def __init__(self, limit: int, wfd: int | None = None):
         self.limit = limit
-        self.parts: list[str] = []
+        self.wfd = wfd
+        self.unsent: list[str] = []
         self.kept = 0
         self.dropped = 0
+        self.pending = 0
 
     def write(self, s: object) -> int:
         if type(s) is not str:
@@ -62,10 +69,24 @@ class _Capture:
         room = self.limit - self.kept
         if room > 0:
             piece = s[:room]
-            self.parts.append(piece)
+            self.unsent.append(piece)
             self.kept += len(piece)
+            self.pending += len(piece)
+            if self.wfd is not None and ("\n" in piece or self.pending >= P.TEXT_CHUNK // 4):
+                self.send()
         self.dropped += max(0, len(s) - max(room, 0))
         return len(s)
+
+    def send(self, final: bool = False) -> None:
+        """Write what was kept and not sent yet as text frames; ``final`` adds the count of what was not kept."""
+        from sandbox.worker import _write_all
+
+        text = "".join(self.unsent)
+        self.unsent, self.pending = [], 0
+        if final and self.dropped:
+            text += f"\n... [{self.dropped} more characters of output not shown]\n"
+        if text and self.wfd is not None:
+            _write_all(self.wfd, b"".join(P.text_frames(0, 0, text)))
 
     def flush(self) -> None:
         pass
@@ -76,11 +97,6 @@ class _Capture:
     def writable(self) -> bool:
         return True
 
-    def text(self) -> str:
-        out = "".join(self.parts)
-        if self.dropped:
-            out += f"\n... [{self.dropped} more characters of output not shown]\n"
-        return out
 
 
 def _cell_traceback(exc: BaseException) -> str:
@@ -124,7 +140,7 @@ def run_cells(rfd: int, wfd: int, payload: str) -> None:
     try:
         req = json.loads(payload)
         cells = [str(c) for c in req["cells"]]
-        capture = _Capture(int(req.get("max_output", 4000)))
+        capture = _Capture(int(req.get("max_output", 4000)), wfd)
         module = types.ModuleType("__repl__")
         module.__dict__["__builtins__"] = builtins
         sys.modules["__repl__"] = module
@@ -161,7 +177,7 @@ def run_cells(rfd: int, wfd: int, payload: str) -> None:
         frame = P.encode_failure(0, 0, time.process_time() - t0, P.KIND_ERROR, type(e).__name__, msg)
     sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
     if capture is not None:
-        frames += P.text_frames(0, 0, capture.text())
+        capture.send(final=True)
     frames.append(frame)
     frames.append(P.encode_end(0, 1, ""))
     _write_all(wfd, b"".join(frames))

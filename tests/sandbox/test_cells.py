@@ -56,6 +56,9 @@ async def test_output_is_bounded_in_the_child(sandbox):
     assert r.status == "ok"
     assert r.output.startswith("x" * 500) and "more characters of output not shown" in r.output
     assert len(r.output) < 600
+    r = await sandbox.run_cell(["for i in range(100_000):\n    print(i)"], g, max_output=500)
+    assert r.status == "ok" and r.output.startswith("0\n1\n2\n") and "more characters of output not shown" in r.output
+    assert len(r.output) < 600
 
 
 async def test_test_outputs_are_never_in_the_cell(sandbox):
@@ -69,8 +72,9 @@ async def test_test_outputs_are_never_in_the_cell(sandbox):
 async def test_a_loop_is_stopped_at_the_cell_limit(sandbox):
     g = grids_of(arc_task(ROT))
     limit = sandbox.config.cell_timeout_s
-    r = await sandbox.run_cell(["while True:\n    pass"], g)
+    r = await sandbox.run_cell(["print('started')\nwhile True:\n    pass"], g)
     assert r.status == "timeout" and f"{limit:g} s" in r.error, r
+    assert r.output == "started\n"  # what it printed before the limit is still shown
     assert (await sandbox.run_cell(["1 + 1"], g)).output == "2\n"
 
 
