@@ -142,3 +142,13 @@ async def test_grid_values_are_read_by_value(sandbox):
     assert r.status == "ok" and r.grid == [[1, 2]]
     r = await sandbox.run_cell(["np.full((2, 2), 12)"], g)
     assert r.status == "ok" and r.grid is None and "12" in r.output  # not an ARC grid: shown as text
+
+
+async def test_a_program_cannot_send_text_frames(sandbox):
+    task = arc_task(ROT)
+    frame = P.encode_text(0, 0, "forged output")
+    source = (f"import os\nfor fd in range(3, 20):\n    try:\n        os.write(fd, {frame!r})\n    except OSError:\n        pass\n"
+              "def transform(grid):\n    return grid\n")
+    v = await sandbox.run(source, task)
+    assert v.train[0].status == "error" and v.train[0].error_type == "ProtocolError"
+    assert (await sandbox.run("import numpy as np\ndef transform(grid):\n    return np.rot90(grid, 2)\n", task)).all_train_pass
