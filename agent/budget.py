@@ -83,5 +83,21 @@ class TaskBudget:
         self.programs += programs
         self.completion_tokens += completion_tokens
 
+    def reserve_tokens(self, max_tokens: int) -> int:
+        """Reserve one completion of up to ``max_tokens`` that makes no program (a REPL turn);
+        return the tokens it may use (raise when none are left)."""
+        self.check_time()
+        if self.max_completion_tokens is not None:
+            free = self.max_completion_tokens - self.completion_tokens - self._reserved_tokens
+            max_tokens = min(max_tokens, free)
+            if max_tokens <= 0:
+                raise BudgetExhausted("max_completion_tokens")
+        self._reserved_tokens += max_tokens
+        return max_tokens
+
+    def settle_tokens(self, reserved: int, spent: int) -> None:
+        self._reserved_tokens -= reserved
+        self.completion_tokens += spent
+
     def elapsed(self) -> float:
         return self._clock() - self.started

@@ -35,6 +35,7 @@ __all__ = [
     "PromptConfig",
     "RunConfig",
     "SamplingConfig",
+    "ReplConfig",
     "SearchConfig",
     "config_hash",
     "config_to_toml",
@@ -150,8 +151,48 @@ class BudgetConfig(_Strict):
     )
 
 
+class ReplConfig(_Strict):
+    """Limits of one REPL attempt (search.mode 'repl'): a conversation in which the model runs code before it answers."""
+
+    max_turns: int = Field(8, ge=1, description="Model turns (requests) per attempt, the one that submits included.")
+    max_tool_calls: int = Field(12, ge=0, description="Cells run in the sandbox per attempt; past it the model is told to submit.")
+    max_tokens: Optional[int] = Field(
+        None, ge=1,
+        description="Completion tokens per attempt over all its turns (each turn also at most sampling.max_tokens); "
+        "unset = turns x sampling.max_tokens.",
+    )
+    max_sandbox_s: float = Field(
+        30.0, gt=0,
+        description="CPU seconds of sandbox time per attempt over all its cells (each cell also within "
+        "sandbox.cell_timeout_s, its conversation's earlier cells re-run included).",
+    )
+    max_output_chars: int = Field(
+        2000, ge=100, le=20000, description="Characters of one tool result shown to the model (stdout, error, grid); the rest is cut, saying how much.")
+    parallel: int = Field(4, ge=1, description="Conversations of one task in flight at once (all tasks share the backend).")
+    protocol: Literal["auto", "fenced", "tools"] = Field(
+        "auto",
+        description="How the model runs code and submits: 'fenced' (```python blocks run, SUBMIT then a block "
+        "submits), 'tools' (OpenAI function calling: run_python(code) and submit(program); needs model.tool_calls), "
+        "'auto': 'tools' when model.tool_calls says the server supports it, else 'fenced'.",
+    )
+
+
 class SearchConfig(_Strict):
-    """How refinement rounds choose the programs to refine."""
+    """How a task's programs are searched: the mode, and how refinement rounds choose the programs to refine."""
+
+    mode: Literal["sample", "repl"] = Field(
+        "sample",
+        description="'sample': sample programs and refine them with feedback (the strategies below); 'repl': "
+        "multi-turn attempts in which the model runs Python on the task's grids in the sandbox before it submits "
+        "a program (search.repl), sharing the budget with the sample/refine loop as search.repl_fraction says.",
+    )
+    repl_fraction: float = Field(
+        1.0, ge=0.0, le=1.0,
+        description="mode 'repl': the share of a task's programs (budget.max_programs, or rounds x prompts x "
+        "samples when unset) made by REPL attempts, one program per attempt; the sample/refine loop makes the "
+        "rest, alongside, and every verified program votes. 1: REPL attempts only.",
+    )
+    repl: ReplConfig = Field(default_factory=ReplConfig, description="Limits of each REPL attempt (mode 'repl').")
 
     strategy: StrategyConfig = Field(
         default_factory=RexConfig,
@@ -159,6 +200,15 @@ class SearchConfig(_Strict):
         "evolution) or 'mix' (both); `search.strategy = \"evolve\"` is short for a table with only its kind. "
         "See agent/strategies for every knob.",
     )
+
+    @model_validator(mode="after")
+    def _repl_fields_need_repl_mode(self) -> "SearchConfig":
+        if self.mode != "repl":
+            # Compared with the defaults, not with what was written: a resolved config lists every field.
+            for name in ("repl_fraction", "repl"):
+                if getattr(self, name) != SearchConfig.model_fields[name].get_default(call_default_factory=True):
+                    raise ValueError(f"search.{name} applies to search.mode = 'repl' only (mode is {self.mode!r})")
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -198,6 +248,17 @@ class RunConfig(_Strict):
     search: SearchConfig = Field(default_factory=SearchConfig, description="Parent selection in refinement rounds.")
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig, description="The program sandbox.")
     out_root: str = Field("runs", description="Directory under which a new run directory is created when --out is not given.")
+
+    @model_validator(mode="after")
+    def _tools_need_a_server_that_calls_them(self) -> "RunConfig":
+        if self.search.repl.protocol == "tools" and not self.model.tool_calls:
+            raise ValueError("search.repl.protocol = 'tools' needs model.tool_calls = true (a server with function calling)")
+        return self
+
+    def repl_protocol(self) -> Literal["fenced", "tools"]:
+        """The REPL protocol this run uses ('auto' resolved)."""
+        p = self.search.repl.protocol
+        return p if p != "auto" else ("tools" if self.model.tool_calls else "fenced")
 
     @field_validator("name")
     @classmethod

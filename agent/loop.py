@@ -1,11 +1,13 @@
 """The solve loop of one task: sample, verify, refine, vote.
 
 Round 0 samples fresh programs; every later round refines earlier ones chosen by
-Thompson sampling (:mod:`agent.selection`). Every program is verified as soon as
-its request returns. The search ends after ``budget.rounds`` rounds or through an
-exception carrying the reason: enough passing programs, a spent budget, a prompt
-that cannot fit, a backend that keeps failing. Whatever the reason, the programs
-found so far vote on the two attempts per test input.
+the search strategy (:mod:`agent.strategies`). In REPL mode, conversations in
+which the model runs code before it submits (:mod:`agent.repl`) follow, with
+their share of the task's programs. Every program is verified as soon as
+it is written. The search ends after ``budget.rounds`` rounds (and the REPL
+attempts) or through an exception carrying the reason: enough passing programs,
+a spent budget, a prompt that cannot fit, a backend that keeps failing. Whatever
+the reason, the programs found so far vote on the two attempts per test input.
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ from agent.backends.base import Backend
 from agent.budget import StopSolving
 from agent.config import RunConfig
 from agent.rundir import RecordError
+from agent.repl import run_repl_attempts
 from agent.search import BackendFailed, TaskSearch
 from agent.trace import AttemptsEvent, TaskError, TaskResult, TaskSkipped, TaskStart, VoteEvent
 from agent.voting import score_attempts, vote
 from arcsynth.task import Task
 from prompts import PromptTooLong
+from sandbox.cells import CellResult
 from sandbox.verdict import CandidateVerdict
 
 
@@ -31,6 +35,8 @@ class Verifier(Protocol):
     """What the loop needs from the sandbox."""
 
     async def run(self, source: str, task: Task, check_test: bool = False) -> CandidateVerdict: ...
+
+    async def run_cell(self, cells: list[str], grids: dict, *, max_output: int = 4000) -> CellResult: ...
 
 
 class Recorder(Protocol):
@@ -73,10 +79,12 @@ async def solve_task(task: Task, ctx: SolveContext) -> TaskOutcome:
     """Search programs for ``task`` within the configured budget and answer its test inputs."""
     search = TaskSearch(task, ctx)
     ctx.recorder.emit(TaskStart(task_id=task.id, n_train=len(task.train), n_test=len(task.test)))
-    status, stop_reason = "done", f"{ctx.config.budget.rounds} rounds done"
+    status = "done"
     try:
-        for round_index in range(ctx.config.budget.rounds):
-            await search.run_round(search.plan_round(round_index))
+        # One after the other, so that which programs are duplicates, and when the task has
+        # enough, never depends on timing (a recorded run replays exactly).
+        reasons = [await run_rounds(search), await run_repl_attempts(search, search.repl_attempts)]
+        stop_reason = "; ".join(r for r in reasons if r)
     except StopSolving as stop:
         stop_reason = stop.reason
     except PromptTooLong as e:
@@ -91,6 +99,22 @@ async def solve_task(task: Task, ctx: SolveContext) -> TaskOutcome:
         status, stop_reason = "error", f"{type(e).__name__}: {e}"
         ctx.recorder.emit(TaskError(task_id=task.id, reason=stop_reason))
     return finish(search, status, stop_reason)
+
+
+async def run_rounds(search: TaskSearch) -> str:
+    """The sample/refine rounds; their stop reason."""
+    rounds = search.ctx.config.budget.rounds
+    try:
+        for round_index in range(rounds):
+            await search.run_round(search.plan_round(round_index))
+    except StopSolving as e:
+        # With REPL attempts to follow, the loop spending its own share ends the loop only;
+        # task-wide reasons (enough passing, tokens, wall time) end them all.
+        own = e.reason == "max_programs" or type(e) is StopSolving
+        if not search.repl_attempts or not own:
+            raise
+        return "" if search.budget.max_programs == 0 else f"sample/refine loop: {e.reason}"
+    return f"{rounds} rounds done"
 
 
 def finish(search: TaskSearch, status: str, stop_reason: str) -> TaskOutcome:

@@ -547,3 +547,13 @@ def program_hash(source: str, *, tree: Optional[ast.Module] = None) -> str:
             _RECENT_HASHES.clear()  # a bound, not a policy: recent repeats refill it at once
         _RECENT_HASHES[source] = h
     return h
+
+
+def code_blocks(text: str) -> list[tuple[str, bool]]:
+    """The Python code blocks of a reply, outside its reasoning, as (code, closed) in order.
+
+    Blocks labelled ``python``/``py`` or not labelled at all count; other languages
+    (output the model quotes, say) do not.
+    """
+    answer, _notes = _strip_reasoning(text)
+    return [(b.code, b.closed) for b in _fenced_blocks(answer) if b.lang in ("", "python", "py", "python3")]

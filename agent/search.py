@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Awaitable, Iterable, Iterator, Literal
 
-from agent.backends.base import Completion, SamplingParams
+from agent.backends.base import Completion, Message, SamplingParams
 from agent.budget import BudgetExhausted, EnoughPassing, StopSolving, TaskBudget
 from agent.candidate import Behaviour, Candidate, CandidatePool
 from agent.program import extract_program
@@ -83,9 +83,14 @@ class TaskSearch:
 
     def __init__(self, task: Task, ctx: "SolveContext"):
         self.task, self.ctx = task, ctx
+        from agent.repl import split_budget
+
         b = ctx.config.budget
+        self.repl_attempts, loop_programs = split_budget(ctx.config)
+        """REPL conversations of this task (search.mode 'repl'); the loop makes at most ``loop_programs``."""
         self.budget = TaskBudget(
-            max_programs=b.max_programs, max_completion_tokens=b.max_completion_tokens, max_wall_s=b.max_task_wall_s
+            max_programs=b.max_programs if not self.repl_attempts else loop_programs,
+            max_completion_tokens=b.max_completion_tokens, max_wall_s=b.max_task_wall_s,
         )
         self.pool = CandidatePool()
         self.strategy = make_strategy(ctx.config.search.strategy)
@@ -242,7 +247,7 @@ class TaskSearch:
     async def run_request(self, req: Request) -> None:
         self.emit(PromptEvent(
             task_id=self.task.id, request_id=req.request_id, round=req.round, kind=req.kind,
-            messages=[m.model_dump() for m in req.prompt.messages], prompt_tokens=req.prompt.prompt_tokens,
+            messages=[m.as_dict() for m in req.prompt.messages], prompt_tokens=req.prompt.prompt_tokens,
             sampling=req.params.model_dump(), parent_ids=req.parent_ids, shrink_steps=req.prompt.shrink_steps,
         ))
         max_tokens = req.params.max_tokens
@@ -259,14 +264,38 @@ class TaskSearch:
         checks = [self._record_completion(req, i, c) for i, c in enumerate(completions)]
         await gather_or_cancel([c for c in checks if c is not None])
 
+    def record_program(self, program_id: str, order: tuple[int, int, int], text: str, finish_reason: str, *,
+                       round: int, parent_ids: list[str], reject_pairs: tuple[int, ...] | None = None):
+        """Extract the program of a reply and emit it; return its verification to await, if any.
+
+        ``text`` is what the program is read from; its completion event was emitted already.
+        """
+        tid = self.task.id
+        self.n_programs += 1
+        ext = extract_program(text, finish_reason=finish_reason)
+        common = dict(task_id=tid, program_id=program_id, round=round, parent_ids=parent_ids)
+        if ext.status != "ok" or ext.source is None:
+            self.emit(ProgramEvent(**common, status=ext.status, detail=ext.detail or "", source=ext.source))
+            return None
+        h = ext.source_hash()
+        dup = self.pool.claim(h, program_id)
+        self.emit(ProgramEvent(**common, status="ok", detail=ext.detail or "", source=ext.source, program_hash=h, duplicate_of=dup))
+        if dup is not None:
+            return None
+        return self._verify(program_id, order, ext.source, h, parent_ids, reject_pairs)
+
     async def _generate(self, req: Request) -> list[Completion]:
+        return await self.generate(req.prompt.messages, req.params, req.request_id)
+
+    async def generate(self, messages: list[Message], params: SamplingParams, request_id: str) -> list[Completion]:
+        """The backend's completions, with the configured retries; BackendFailed when they all fail."""
         retries = self.ctx.backend_retries
         for attempt in range(retries + 1):
             try:
-                return await self.ctx.backend.generate(req.prompt.messages, req.params, req.request_id)
+                return await self.ctx.backend.generate(messages, params, request_id)
             except Exception as e:  # noqa: BLE001 - any failure of the backend is retried, then reported
                 if attempt == retries:
-                    raise BackendFailed(req.request_id, e) from e
+                    raise BackendFailed(request_id, e) from e
                 await asyncio.sleep(self.ctx.retry_backoff_s * (2**attempt))
         raise AssertionError("unreachable")
 
@@ -276,31 +305,19 @@ class TaskSearch:
         self.emit(CompletionEvent(
             task_id=tid, request_id=req.request_id, index=i, text=c.text, prompt_tokens=c.prompt_tokens,
             completion_tokens=c.completion_tokens, finish_reason=c.finish_reason, latency_s=c.latency_s,
-            endpoint=c.endpoint,
+            endpoint=c.endpoint, reasoning=c.reasoning,
         ))
-        self.n_programs += 1
-        program_id = f"{req.request_id}/c{i}"
         # A prefilled reply (the opening of the code block) is part of the program text.
         last = req.prompt.messages[-1]
         text = last.content + c.text if last.role == "assistant" else c.text
-        ext = extract_program(text, finish_reason=c.finish_reason)
-        common = dict(task_id=tid, program_id=program_id, round=req.round, parent_ids=req.parent_ids)
-        if ext.status != "ok" or ext.source is None:
-            self.emit(ProgramEvent(**common, status=ext.status, detail=ext.detail or "", source=ext.source))
-            return None
-        h = ext.source_hash()
-        dup = self.pool.claim(h, program_id)
-        self.emit(ProgramEvent(**common, status="ok", detail=ext.detail or "", source=ext.source, program_hash=h, duplicate_of=dup))
-        if dup is not None:
-            return None
-        return self._verify(req, program_id, ext.source, h)
+        return self.record_program(f"{req.request_id}/c{i}", (req.round, req.index, i), text, c.finish_reason,
+                                   round=req.round, parent_ids=req.parent_ids, reject_pairs=req.reject_pairs)
 
-    async def _verify(self, req: Request, program_id: str, source: str, h: str) -> None:
+    async def _verify(self, program_id: str, order: tuple[int, int, int], source: str, h: str,
+                      parent_ids: list[str], reject_pairs: tuple[int, ...] | None) -> None:
         verdict = await self.ctx.sandbox.run(source, self.task, check_test=False)
-        rejected = req.reject_pairs is not None and not any(verdict.train[i].status == "pass" for i in req.reject_pairs)
-        cand = Candidate(
-            program_id, (req.round, req.index, int(program_id.rsplit("/c", 1)[1])), source, h, verdict, tuple(req.parent_ids), rejected
-        )
+        rejected = reject_pairs is not None and not any(verdict.train[i].status == "pass" for i in reject_pairs)
+        cand = Candidate(program_id, order, source, h, verdict, tuple(parent_ids), rejected)
         same = self.pool.add(cand)
         self.emit(VerdictEvent(
             task_id=self.task.id, program_id=program_id, all_train_pass=verdict.all_train_pass,
@@ -309,4 +326,4 @@ class TaskSearch:
             isolation=verdict.isolation, rechecked=verdict.rechecked, behaviour_duplicate_of=same,
         ))
         if rejected:
-            self.emit(RejectedEvent(task_id=self.task.id, program_id=program_id, parent_ids=req.parent_ids, failures=list(req.reject_pairs or ())))
+            self.emit(RejectedEvent(task_id=self.task.id, program_id=program_id, parent_ids=parent_ids, failures=list(reject_pairs or ())))

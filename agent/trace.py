@@ -33,7 +33,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Annotated, Any, Callable, Iterable, Iterator, Literal, MutableMapping, Union
 
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError, field_validator
 
 TRACE_VERSION = 2
 """Version written. 1: whole prompt messages and program sources in every event.
@@ -113,6 +113,9 @@ class MessageParts(BaseModel):
 
     role: str
     parts: list[Union[str, TextRef]] = Field(description="Literal strings and references to TextEvents, in order.")
+    reasoning: str | None = Field(None, description="An assistant turn's reasoning (REPL conversations), kept whole.")
+    tool_calls: list[dict[str, Any]] | None = Field(None, description="An assistant turn's function calls (REPL with function calling).")
+    tool_call_id: str | None = Field(None, description="A tool message: the call it answers.")
 
 
 class TaskStart(_Event):
@@ -125,17 +128,27 @@ class TaskStart(_Event):
 class PromptEvent(_Event):
     event: Literal["prompt"] = "prompt"
     task_id: str
-    request_id: str = Field(description="Unique within the run: '<task>/r<round>/q<index>'.")
+    request_id: str = Field(description="Unique within the run: '<task>/r<round>/q<index>', or '<task>/x<attempt>/t<turn>' for a REPL turn.")
     round: int
-    kind: Literal["first", "refine"]
-    messages: list[dict[str, str]] = Field(
-        default_factory=list, description="The chat messages; in a version-2 file rebuilt from message_parts on read.")
+    kind: Literal["first", "refine", "repl"] = Field(description="'repl': one turn of a REPL conversation (search.mode 'repl').")
+    messages: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="The chat messages (role, content, and in REPL conversations an assistant turn's reasoning and "
+        "function calls, a tool message's call id); in a version-2 file rebuilt from message_parts on read.")
     prompt_tokens: int
     sampling: dict[str, Any] = Field(description="SamplingParams of the request, seed included.")
     parent_ids: list[str] = Field(default_factory=list, description="Programs shown as parents (refinement).")
     shrink_steps: list[str] = Field(default_factory=list)
     message_parts: list[MessageParts] | None = Field(
         None, description="Version 2 on disk: the messages as literal parts and TextEvent references.")
+
+    @field_validator("messages", mode="before")
+    @classmethod
+    def _no_empty_fields(cls, value: Any) -> Any:
+        # Message.model_dump() writes reasoning=None for a message without any.
+        if isinstance(value, list):
+            return [{k: v for k, v in m.items() if v is not None} if isinstance(m, dict) else m for m in value]
+        return value
 
 
 class CompletionEvent(_Event):
@@ -149,6 +162,8 @@ class CompletionEvent(_Event):
     finish_reason: str
     latency_s: float
     endpoint: str | None = Field(None, description="The server that answered, when model.base_url lists several.")
+    reasoning: str | None = Field(None, description="Reasoning the server returned apart from the text (reasoning_content).")
+    tool_calls: list[dict[str, Any]] | None = Field(None, description="Function calls the model made: [{id, name, arguments}].")
 
 
 class ProgramEvent(_Event):
@@ -258,6 +273,38 @@ class ParentsEvent(_Event):
     reject_pairs: list[int] | None = Field(None, description="A child passing none of these train pairs is rejected as a parent; None = no rejection.")
 
 
+class ToolCallEvent(_Event):
+    """One REPL tool call: code the model ran in the sandbox, and what it was shown back."""
+
+    event: Literal["tool_call"] = "tool_call"
+    task_id: str
+    conversation: str = Field(description="The REPL attempt: '<task>/x<attempt>'.")
+    request_id: str = Field(description="The turn whose completion made the call.")
+    call: int = Field(description="Position among the conversation's tool calls, from 0.")
+    code: str
+    status: Literal["ok", "error", "timeout", "crashed", "refused"] = Field(
+        description="'refused': not run (a limit of the attempt was reached).")
+    output: str = Field(description="The result as shown to the model (stdout, errors, grid), truncated to its budget.")
+    grid: list[list[int]] | None = Field(None, description="The grid the cell's last expression evaluated to.")
+    error_type: str | None = None
+    cpu_s: float = Field(0.0, description="CPU seconds the call used in the sandbox (earlier cells re-run included).")
+
+
+class ReplEndEvent(_Event):
+    """How a REPL conversation ended."""
+
+    event: Literal["repl_end"] = "repl_end"
+    task_id: str
+    conversation: str
+    outcome: str = Field(description="'submitted', or the limit that ended it: 'max_turns', 'max_tool_calls', "
+                         "'max_tokens', 'max_sandbox_s', 'prompt_too_long', 'no_submission' (the model stopped without one).")
+    program_id: str | None = Field(None, description="The submitted program.")
+    turns: int
+    tool_calls: int
+    completion_tokens: int
+    sandbox_cpu_s: float
+
+
 class RejectedEvent(_Event):
     """A child fixed none of the failures its prompt showed: it is never a parent (it still votes)."""
 
@@ -272,12 +319,15 @@ Event = Annotated[
     Union[
         RunStart, TaskStart, PromptEvent, CompletionEvent, ProgramEvent, VerdictEvent,
         VoteEvent, AttemptsEvent, TaskSkipped, TaskError, TaskResult, RunEnd, TokenCount, TextEvent,
-        ParentsEvent, RejectedEvent,
+        ParentsEvent, RejectedEvent, ToolCallEvent, ReplEndEvent,
     ],
     Field(discriminator="event"),
 ]
 _EVENT = TypeAdapter(Event)
 
+
+_MESSAGE_EXTRAS = ("reasoning", "tool_calls", "tool_call_id")
+"""Message fields beside role and content, kept whole in a version-2 trace."""
 
 MIN_REF_CHARS = 48
 """Prompt blocks shorter than this stay inline: a reference would not save much."""
@@ -354,9 +404,12 @@ class TraceEncoder:
                 for d, text in new:
                     self._pending.add(d)
                     lines.append(TextEvent(digest=d, text=text, t=event.t).model_dump_json())
-                message_parts.append(MessageParts(role=m.get("role", ""), parts=parts))
+                extras = {k: m[k] for k in _MESSAGE_EXTRAS if m.get(k) is not None}
+                message_parts.append(MessageParts(role=m.get("role", ""), parts=parts, **extras))
             disk = event.model_copy(update={"message_parts": message_parts})
-            lines.append(disk.model_dump_json(exclude={"messages"}))
+            # Only the fields some message has go to disk: the usual prompt has none of them.
+            unused = {k for k in _MESSAGE_EXTRAS if all(getattr(mp, k) is None for mp in message_parts)}
+            lines.append(disk.model_dump_json(exclude={"messages": True, "message_parts": {"__all__": unused}}))
             return lines
         if isinstance(event, CompletionEvent):
             self._completions[(event.request_id, event.index)] = event.text
@@ -498,7 +551,9 @@ class TraceDecoder:
                 except KeyError:
                     at = f"{self.where}, line {line_no}" if line_no is not None else self.where
                     raise TraceError(f"{at}: prompt refers to text {ref} that the trace does not hold") from None
-            out.append({"role": m.get("role", ""), "content": "".join(chunks)})
+            msg = {"role": m.get("role", ""), "content": "".join(chunks)}
+            msg.update({k: m[k] for k in _MESSAGE_EXTRAS if m.get(k) is not None})
+            out.append(msg)
         return out
 
 

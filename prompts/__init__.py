@@ -8,7 +8,10 @@ from prompts.builder import (
     PromptTooLong,
     build_first_prompt,
     build_refine_prompt,
+    build_repl_prompt,
     rank_parents,
+    render_repl_nudge,
+    render_repl_results,
 )
 from prompts.encodings import COLOUR_NAMES, COMPACT_ENCODING, ENCODINGS, Encoding, UnknownEncoding, get_encoding
 from prompts.feedback import FEEDBACK_DETAILS, FeedbackDetail, cell_diff, pair_feedback, parent_feedback, score_line
@@ -29,6 +32,9 @@ __all__ = [
     "UnknownEncoding",
     "build_first_prompt",
     "build_refine_prompt",
+    "build_repl_prompt",
+    "render_repl_nudge",
+    "render_repl_results",
     "cell_diff",
     "get_encoding",
     "pair_feedback",

@@ -77,7 +77,7 @@ class LibraryExample:
 class Prompt(BaseModel):
     """A rendered chat prompt and what went into it."""
 
-    kind: Literal["first", "refine"] = Field(description="First attempt or refinement.")
+    kind: Literal["first", "refine", "repl"] = Field(description="First attempt, refinement, or the opening of a REPL conversation.")
     task_id: str
     messages: list[Message] = Field(description="The chat messages, system first.")
     prompt_tokens: int = Field(description="Size of the messages in the model's own tokens (count_tokens).")
@@ -206,11 +206,12 @@ def _drop_library_example(task: Task, plan: _Plan, parents: list[Parent]):
 
 
 _FIRST_STEPS = (_drop_library_example, _compact_encoding, _hide_tests, _drop_largest_pair)
+_REPL_STEPS = (_compact_encoding, _hide_tests, _drop_largest_pair)
 _REFINE_STEPS = (_feedback_full_to_diff, _drop_worst_parent, _feedback_diff_to_summary) + _FIRST_STEPS
 
 
 def _fit(
-    kind: Literal["first", "refine"],
+    kind: Literal["first", "refine", "repl"],
     task: Task,
     plan: _Plan,
     parents: list[Parent],
@@ -385,3 +386,65 @@ def build_refine_prompt(
         return _messages(render("system.j2", templates_dir, **ctx), render("refine.j2", templates_dir, **ctx), system_message, prefill)
 
     return _fit("refine", task, plan, parents, render_plan, _REFINE_STEPS, max_prompt_tokens, count_tokens)
+
+
+# --- REPL conversations (search.mode 'repl')
+
+
+def build_repl_prompt(
+    task: Task,
+    *,
+    encoding: str = "spaced",
+    max_prompt_tokens: int,
+    count_tokens: CountTokens,
+    limits: dict,
+    tools: bool = False,
+    templates_dir: str | Path | None = None,
+    show_test_inputs: bool = True,
+    system_message: bool = True,
+    scipy_available: bool | None = None,
+) -> Prompt:
+    """The opening of a REPL conversation: the task, the REPL and its ``limits``, how to submit.
+
+    The examples keep the task's order, so that "Example k" is ``train_inputs[k-1]``
+    in the REPL (which holds every train pair, also those dropped here for space).
+    ``limits``: ``max_turns``, ``max_tool_calls``, ``max_output_chars``. ``tools``: the
+    model calls functions (run_python, submit) instead of writing fenced blocks.
+    """
+    get_encoding(encoding)
+    scipy_ok = _scipy_available() if scipy_available is None else scipy_available
+    plan = _Plan(encoding=encoding, shown=_display_order(task, None), show_tests=show_test_inputs)
+
+    def render_plan(p: _Plan) -> list[Message]:
+        ctx = dict(_context(task, p, scipy_ok), limits=limits, tools=tools)
+        return _messages(render("repl_system.j2", templates_dir, **ctx), render("repl_first.j2", templates_dir, **ctx), system_message)
+
+    return _fit("repl", task, plan, [], render_plan, _REPL_STEPS, max_prompt_tokens, count_tokens)
+
+
+def render_repl_results(results: list[dict], *, encoding: str, calls_left: int, turns_left: int, note: str = "",
+                        templates_dir: str | Path | None = None) -> str:
+    """The message that shows the model what its code blocks did.
+
+    ``results``: per block ``status``, ``output`` (already cut to its budget), ``grid``
+    (list of lists or None), ``error_type``, ``error``; grids are drawn in ``encoding``.
+    """
+    import numpy as np
+
+    enc = get_encoding(encoding)
+    shown = []
+    for k, r in enumerate(results, start=1):
+        grid = r.get("grid")
+        arr = np.array(grid, dtype=np.uint8) if grid else None
+        shown.append(dict(r, number=k, grid=enc.encode(arr) if arr is not None else None,
+                          grid_shape=shape_str(arr) if arr is not None else None))
+    return render("repl_result.j2", templates_dir, results=shown, calls_left=calls_left, turns_left=turns_left, note=note)
+
+
+def render_repl_nudge(reason: str, *, must_submit: bool = False, detail: str = "", tools: bool = False,
+                      templates_dir: str | Path | None = None) -> str:
+    """What the model is told when its reply could not be used or time is up.
+
+    ``reason``: no_code, no_program, cut (fenced blocks); no_call, bad_submit, bad_call (``tools``).
+    """
+    return render("repl_nudge.j2", templates_dir, reason=reason, must_submit=must_submit, detail=detail, tools=tools)

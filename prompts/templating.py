@@ -13,6 +13,13 @@ once), ``first.j2`` and ``refine.j2`` (both include ``examples.j2``). Variables:
 - ``hidden_examples``: train pairs left out to fit the budget
 - ``tests``: shown test inputs, each ``number``, ``input``, ``input_shape``
 - ``scipy_available``, ``code_only`` (answer with the program only), ``task_id``
+- ``repl_system.j2`` / ``repl_first.j2`` (REPL mode, include ``contract.j2`` and
+  ``examples.j2``): also ``limits`` (``max_turns``, ``max_tool_calls``,
+  ``max_output_chars``); ``repl_result.j2``: ``results`` (per code block ``number``,
+  ``status``, ``output``, ``grid``, ``grid_shape``, ``error_type``, ``error``),
+  ``calls_left``, ``turns_left``, ``note``; ``repl_nudge.j2``: ``reason``,
+  ``must_submit``, ``detail``, ``tools``; ``tools`` also in the system and first
+  REPL templates (function calling rather than fenced blocks)
 - refine only, ``parents`` (best first): ``number``, ``source``, ``fence``,
   ``score`` (one line), ``feedback`` (per-pair text from :mod:`prompts.feedback`)
 
@@ -28,7 +35,8 @@ from typing import Callable
 
 import jinja2
 
-TEMPLATE_NAMES = ("system.j2", "contract.j2", "examples.j2", "first.j2", "refine.j2")
+TEMPLATE_NAMES = ("system.j2", "contract.j2", "examples.j2", "first.j2", "refine.j2",
+                  "repl_system.j2", "repl_first.j2", "repl_result.j2", "repl_nudge.j2")
 
 
 class PromptTemplateError(ValueError):

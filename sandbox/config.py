@@ -44,6 +44,11 @@ class SandboxConfig(BaseModel):
         description="CPU-time limit for one program on all pairs of a task (train and test, compiling included), "
         "in seconds; a wall-clock backstop of 10x ends a program that sleeps or blocks.",
     )
+    cell_timeout_s: float = Field(
+        5.0, gt=0,
+        description="CPU-time limit for one REPL cell (search.mode 'repl'), in seconds, the re-run of its "
+        "conversation's earlier cells included; a wall-clock backstop of 10x ends a cell that sleeps or blocks.",
+    )
     memory_mb: int = Field(1024, ge=256, description="Address-space limit of each worker process, in MiB.")
     bubblewrap: bool = Field(
         True, description="Run the workers inside bubblewrap (new network, pid, ipc, uts and mount namespaces) when bwrap works here."

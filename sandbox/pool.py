@@ -110,6 +110,8 @@ class Exchange:
     taint: str = ""
     elapsed: float = 0.0
     detail: str = ""
+    text: str = ""
+    """A REPL cell's captured output (text frames), empty for programs."""
 
 
 class Host:
@@ -284,11 +286,12 @@ async def _send(loop: asyncio.AbstractEventLoop, w: Worker, data: bytes, deadlin
     return True
 
 
-async def send(w: Worker, source: str, inputs: list, pair_timeout: float, timeout: float) -> tuple[int, int]:
-    """Write one candidate's request; returns its nonce and pair count."""
+async def send(w: Worker, source: str, inputs: list, pair_timeout: float, timeout: float,
+               cell_limit: float | None = None) -> tuple[int, int]:
+    """Write one candidate's request (a REPL cell's with ``cell_limit``); returns its nonce and pair count."""
     loop = asyncio.get_running_loop()
     nonce = secrets.randbits(64)
-    request = P.encode_request(nonce, source, inputs, pair_timeout * FLUSH_FRACTION)
+    request = P.encode_request(nonce, source, inputs, pair_timeout * FLUSH_FRACTION, cell_limit)
     async with w.write_lock:
         if w.dead:
             raise WorkerDied("retired before the request was written")
@@ -298,7 +301,8 @@ async def send(w: Worker, source: str, inputs: list, pair_timeout: float, timeou
     return nonce, len(inputs)
 
 
-async def collect(w: Worker, nonce: int, npairs: int, pair_timeout: float, candidate_timeout: float, backstop: float = 1.0) -> Exchange:
+async def collect(w: Worker, nonce: int, npairs: int, pair_timeout: float, candidate_timeout: float, backstop: float = 1.0,
+                  *, cell: bool = False) -> Exchange:
     """Read one candidate's pair results and end frame, within the limits.
 
     Called when it is this candidate's turn, that is when the worker has
@@ -313,14 +317,22 @@ async def collect(w: Worker, nonce: int, npairs: int, pair_timeout: float, candi
     worker also ends a program that sleeps or blocks at ``backstop`` times a
     limit in wall-clock time. The deadlines here lie beyond the worker's, so
     they are reached only when the worker itself stops answering.
+
+    ``cell``: a REPL cell's request, whose captured output may come as text
+    frames before its result (gathered into ``Exchange.text``).
     """
+    from sandbox.cells import MAX_CELL_TEXT
+
     loop = asyncio.get_running_loop()
     flush_s = pair_timeout * FLUSH_FRACTION
     start = last = loop.time()
     cand_deadline = start + candidate_timeout * backstop * HANG_FACTOR + HANG_MARGIN_S
     results: list[P.Result] = []
+    text: list[str] = []
+    text_bytes = 0
+    i = 0
     try:
-        for i in range(npairs + 1):
+        while i <= npairs:
             # The end frame gets a pair's limit too.
             deadline = last + pair_timeout * backstop * HANG_FACTOR + flush_s + HANG_MARGIN_S
             if i < npairs:
@@ -329,12 +341,19 @@ async def collect(w: Worker, nonce: int, npairs: int, pair_timeout: float, candi
             if body is None:
                 return Exchange(results, "timeout", elapsed=loop.time() - start)
             r = P.parse_result(body, nonce)
+            if r.kind == P.KIND_TEXT:
+                text_bytes += len(r.message.encode("utf-8"))
+                if not cell or r.index != i or i == npairs or text_bytes > 2 * MAX_CELL_TEXT:
+                    raise P.ProtocolError("unexpected text frame")
+                text.append(r.message)
+                continue
             if r.index != i or (r.kind == P.KIND_END) != (i == npairs):
                 raise P.ProtocolError("result frames out of order")
             last = loop.time()
             if i == npairs:
-                return Exchange(results, "ok", taint=r.message, elapsed=last - start)
+                return Exchange(results, "ok", taint=r.message, elapsed=last - start, text="".join(text))
             results.append(r)
+            i += 1
     except WorkerDied:
         return Exchange(results, "died", elapsed=loop.time() - start)
     except P.ProtocolError as e:

@@ -23,6 +23,10 @@ import struct
 from dataclasses import dataclass
 
 REQ_MAGIC = b"ARQ1"
+# A REPL cell request (sandbox.cells): the "source" is a JSON payload of cells
+# and grids, run by the child's cell runner; its head also carries its own
+# CPU-time limit, which replaces the worker's pair and program limits.
+CELL_MAGIC = b"ARQC"
 RES_MAGIC = b"ARS1"
 MAX_SIDE = 30
 MAX_TEXT = 400
@@ -33,9 +37,15 @@ KIND_GRID = 0
 KIND_ERROR = 1
 KIND_INVALID = 2
 KIND_END = 3
+# Captured output of a REPL cell, sent before the cell's own result frame
+# (accepted for cell requests only; a program that writes one breaks the protocol).
+KIND_TEXT = 4
+# Bytes of text per KIND_TEXT frame, well under MAX_RESULT_FRAME.
+TEXT_CHUNK = 3000
 
 _LEN = struct.Struct("<I")
 _REQ_HEAD = struct.Struct("<4sQdHI")  # magic, nonce, flush interval, npairs, source bytes
+_CELL_LIMIT = struct.Struct("<d")  # after the head of a cell request: its CPU-time limit in seconds
 _RES_HEAD = struct.Struct("<4sQHBd")  # magic, nonce, pair index, kind, runtime
 
 
@@ -46,20 +56,42 @@ class ProtocolError(Exception):
 # ---- requests (trusted side writes, worker reads) ----
 
 
-def encode_request(nonce: int, source: str, inputs: list[tuple[int, int, bytes]], flush_s: float) -> bytes:
+def encode_request(nonce: int, source: str, inputs: list[tuple[int, int, bytes]], flush_s: float,
+                   cell_limit_s: float | None = None) -> bytes:
     """``inputs`` are (height, width, uint8 cell bytes) triples.
 
     The worker holds results back and sends them in one write, except that it
     sends what it has whenever ``flush_s`` passed since its last write, so the
-    trusted side sees progress on slow programs.
+    trusted side sees progress on slow programs. ``cell_limit_s`` makes it a
+    REPL cell request with that CPU-time limit (``source`` is then the cell
+    payload of ``sandbox.cells``).
     """
     src = source.encode("utf-8", "surrogatepass")
-    parts = [_REQ_HEAD.pack(REQ_MAGIC, nonce, flush_s, len(inputs), len(src)), src]
+    magic = REQ_MAGIC if cell_limit_s is None else CELL_MAGIC
+    parts = [_REQ_HEAD.pack(magic, nonce, flush_s, len(inputs), len(src))]
+    if cell_limit_s is not None:
+        parts.append(_CELL_LIMIT.pack(cell_limit_s))
+    parts.append(src)
     for h, w, cells in inputs:
         parts.append(bytes((h, w)))
         parts.append(cells)
     body = b"".join(parts)
     return _LEN.pack(len(body)) + body
+
+
+def _source_start(magic: bytes) -> int:
+    if magic == REQ_MAGIC:
+        return _REQ_HEAD.size
+    if magic == CELL_MAGIC:
+        return _REQ_HEAD.size + _CELL_LIMIT.size
+    raise ProtocolError("bad request magic")
+
+
+def cell_limit(body: bytes | bytearray) -> float | None:
+    """The CPU-time limit of a cell request; None for a program request."""
+    magic = bytes(body[:4])
+    _source_start(magic)
+    return _CELL_LIMIT.unpack_from(body, _REQ_HEAD.size)[0] if magic == CELL_MAGIC else None
 
 
 def request_layout(body: bytes | bytearray) -> tuple[int, float, int, list[tuple[int, int]]]:
@@ -69,9 +101,7 @@ def request_layout(body: bytes | bytearray) -> tuple[int, float, int, list[tuple
     a child one by one, and never decodes the program text itself.
     """
     magic, nonce, flush_s, npairs, srclen = _REQ_HEAD.unpack_from(body, 0)
-    if magic != REQ_MAGIC:
-        raise ProtocolError("bad request magic")
-    pos = _REQ_HEAD.size + srclen
+    pos = _source_start(magic) + srclen
     src_end = pos
     spans = []
     for _ in range(npairs):
@@ -91,17 +121,17 @@ def set_request_nonce(body: bytearray, nonce: int) -> None:
 def decode_program(body: bytes) -> tuple[float, int, str]:
     """(flush interval, pair count, source) from the head of a request body, without its inputs."""
     magic, _nonce, flush_s, npairs, srclen = _REQ_HEAD.unpack_from(body, 0)
-    if magic != REQ_MAGIC:
-        raise ProtocolError("bad request magic")
-    pos = _REQ_HEAD.size
+    pos = _source_start(magic)
     return flush_s, npairs, body[pos : pos + srclen].decode("utf-8", "surrogatepass")
+
+
+def is_cell_request(body: bytes | bytearray) -> bool:
+    return bytes(body[:4]) == CELL_MAGIC
 
 
 def decode_request(body: bytes) -> tuple[int, float, str, list[tuple[int, int, bytes]]]:
     magic, nonce, flush_s, npairs, srclen = _REQ_HEAD.unpack_from(body, 0)
-    if magic != REQ_MAGIC:
-        raise ProtocolError("bad request magic")
-    pos = _REQ_HEAD.size
+    pos = _source_start(magic)
     source = body[pos : pos + srclen].decode("utf-8", "surrogatepass")
     pos += srclen
     inputs = []
@@ -129,6 +159,20 @@ def encode_grid(nonce: int, index: int, runtime: float, h: int, w: int, cells: b
 def encode_failure(nonce: int, index: int, runtime: float, kind: int, error_type: str, message: str) -> bytes:
     body = _RES_HEAD.pack(RES_MAGIC, nonce, index, kind, runtime) + _text(error_type) + _text(message)
     return _LEN.pack(len(body)) + body
+
+
+def encode_text(nonce: int, index: int, text: str) -> bytes:
+    """One chunk of a cell's captured output (at most TEXT_CHUNK bytes of UTF-8)."""
+    b = text.encode("utf-8", "replace")[:TEXT_CHUNK]
+    body = _RES_HEAD.pack(RES_MAGIC, nonce, index, KIND_TEXT, 0.0) + struct.pack("<H", len(b)) + b
+    return _LEN.pack(len(body)) + body
+
+
+def text_frames(nonce: int, index: int, text: str) -> list[bytes]:
+    """``text`` cut into KIND_TEXT frames, at character boundaries."""
+    # At most 4 bytes of UTF-8 per character: a slice of TEXT_CHUNK // 4 always fits.
+    step = TEXT_CHUNK // 4
+    return [encode_text(nonce, index, text[i : i + step]) for i in range(0, len(text), step)]
 
 
 def encode_end(nonce: int, index: int, tainted: str) -> bytes:
@@ -213,6 +257,13 @@ def parse_result(body: bytes, nonce: int) -> Result:
         if pos != len(body):
             raise ProtocolError("trailing bytes")
         return Result(index, kind, runtime, error_type=etype, message=msg)
+    if kind == KIND_TEXT:
+        if pos + 2 > len(body):
+            raise ProtocolError("truncated text")
+        (n,) = struct.unpack_from("<H", body, pos)
+        if n > TEXT_CHUNK or pos + 2 + n != len(body):
+            raise ProtocolError("bad text frame")
+        return Result(index, kind, runtime, message=clean_text(body[pos + 2 :].decode("utf-8", "replace")))
     if kind == KIND_END:
         taint, pos = _read_text(body, pos)
         if pos != len(body):

@@ -21,6 +21,8 @@ from typing import Iterable
 
 from arcsynth.task import Task
 from sandbox import layers as L
+from sandbox import protocol as P
+from sandbox.cells import NO_GRID, CellResult, cell_payload
 from sandbox.config import WALL_BACKSTOP_FACTOR, SandboxConfig, SandboxUnavailable
 from sandbox.judge import judge
 from sandbox.pool import HANG_FACTOR, HANG_MARGIN_S, Exchange, Host, SandboxError, Worker, WorkerDied, collect, send
@@ -62,7 +64,7 @@ class Sandbox:
         self._abandoned: list[Worker] = []
         self._uids: L.UidLease | None = None
         self._t_start = 0.0
-        self._stats = {"candidates": 0, "pairs": 0, "timeouts": 0, "crashes": 0, "respawns": 0, "host_restarts": 0, "busy_s": 0.0}
+        self._stats = {"candidates": 0, "pairs": 0, "timeouts": 0, "crashes": 0, "respawns": 0, "host_restarts": 0, "busy_s": 0.0, "cells": 0}
 
     # ---- lifecycle ----
 
@@ -109,7 +111,7 @@ class Sandbox:
             "memory_mb": cfg.memory_mb,
             # Per candidate's child: a backstop under the wall-clock limits, and
             # a bound on anything that outlives its candidate.
-            "cpu_s": math.ceil(cfg.candidate_timeout_s) + 2,
+            "cpu_s": math.ceil(max(cfg.candidate_timeout_s, cfg.cell_timeout_s)) + 2,
             # What the zygote holds each child's CPU time to (sandbox.worker._relay).
             "pair_cpu_s": cfg.pair_timeout_s,
             "program_cpu_s": cfg.candidate_timeout_s,
@@ -263,6 +265,30 @@ class Sandbox:
         self._stats["pairs"] += len(pairs)
         return verdict
 
+    async def run_cell(self, cells: list[str], grids: dict[str, list], *, max_output: int = 4000) -> CellResult:
+        """Run the last of ``cells`` after re-running the others (a REPL call; see ``sandbox.cells``).
+
+        ``grids`` are preloaded as globals: ``train_inputs``, ``train_outputs``,
+        ``test_inputs`` (lists of grids as lists). The cell runs in a fresh
+        hardened child like any program, within ``config.cell_timeout_s`` of
+        CPU time for everything it runs; its output is cut to ``max_output``
+        characters in the child.
+        """
+        if self._host is None or self._slots is None:
+            raise RuntimeError("the sandbox is not started: use `async with Sandbox(...)` or `await sandbox.start()`")
+        limit = self.config.cell_timeout_s
+        payload = cell_payload(cells, grids, max_output)
+        if len(payload.encode("utf-8", "surrogatepass")) > MAX_SOURCE_BYTES:
+            return CellResult("error", error_type="SourceTooLarge", error=f"the cells are over {MAX_SOURCE_BYTES} bytes",
+                              isolation=list(self._layers))
+        slot = await self._slots.get()
+        try:
+            ex = await self._exchange(slot, payload, [(1, 1, b"\0")], cell_limit=limit)
+        finally:
+            self._slots.put_nowait(slot)
+        self._stats["cells"] += 1
+        return cell_result(ex, limit, self._layers)
+
     async def _pooled_worker(self, slot: int) -> Worker:
         async with self._spawn_locks[slot]:
             if self._host is None:  # close() empties the slots
@@ -318,19 +344,20 @@ class Sandbox:
             # The host is gone, and its workers with it; the next spawn restarts it.
             ex.detail = ex.detail or "died with the sandbox host"
 
-    async def _exchange(self, slot: int, source: str, inputs: list) -> Exchange:
+    async def _exchange(self, slot: int, source: str, inputs: list, cell_limit: float | None = None) -> Exchange:
         await self._reap_abandoned()
         cfg = self.config
+        pair_limit, program_limit = (cfg.pair_timeout_s, cfg.candidate_timeout_s) if cell_limit is None else (cell_limit, cell_limit)
         # The request waits in the pipe while the program before it runs, which
         # may take up to the wall-clock backstop of its program limit.
-        send_timeout = WALL_BACKSTOP_FACTOR * cfg.candidate_timeout_s * HANG_FACTOR + HANG_MARGIN_S + 1.0
+        send_timeout = WALL_BACKSTOP_FACTOR * max(cfg.candidate_timeout_s, cfg.cell_timeout_s) * HANG_FACTOR + HANG_MARGIN_S + 1.0
         deaths: list[str] = []  # how the workers that died under this program ended
         for _attempt in range(_MAX_REQUEUES):
             w = await self._pooled_worker(slot)
             seq = w.take_seq()
             try:
                 try:
-                    nonce, npairs = await send(w, source, inputs, cfg.pair_timeout_s, send_timeout)
+                    nonce, npairs = await send(w, source, inputs, pair_limit, send_timeout, cell_limit)
                 except WorkerDied:
                     if not w.dead:  # it died idle, or stopped reading
                         await self._retire(slot, w, Exchange([], "died"))
@@ -338,7 +365,7 @@ class Sandbox:
                 await w.wait_turn(seq)
                 if w.dead:  # retired by the candidate before ours; our request went with it
                     continue
-                ex = await collect(w, nonce, npairs, cfg.pair_timeout_s, cfg.candidate_timeout_s, WALL_BACKSTOP_FACTOR)
+                ex = await collect(w, nonce, npairs, pair_limit, program_limit, WALL_BACKSTOP_FACTOR, cell=cell_limit is not None)
             except BaseException:
                 # Cancelled: our request may still run and its results would
                 # be read as someone else's, so this worker cannot be trusted.
@@ -370,6 +397,35 @@ class Sandbox:
     def _candidate(self, task: Task, verdicts: list[PairVerdict], *, rechecked: bool) -> CandidateVerdict:
         n = len(task.train)
         return CandidateVerdict.model_construct(train=verdicts[:n], test=verdicts[n:], isolation=list(self._layers), rechecked=rechecked)
+
+
+def cell_result(ex: Exchange, limit: float, layers: list[str]) -> CellResult:
+    """A cell's outcome from its exchange; its grid parsed strictly, as a program's output is."""
+    from arcsynth.grid import GridError, parse_grid
+
+    iso = list(layers)
+    if ex.outcome == "timeout":
+        return CellResult("timeout", ex.text, error_type="Timeout", error=f"the cell did not finish within its limit ({limit:g} s CPU)", isolation=iso)
+    if ex.outcome != "ok" or not ex.results:
+        why = ex.detail or ("its result frames were invalid" if ex.outcome == "protocol" else "its worker died")
+        return CellResult("crashed", ex.text, error_type="Crashed", error=f"the cell's process failed: {why}", isolation=iso)
+    r = ex.results[0]
+    if r.runtime > limit:
+        return CellResult("timeout", ex.text, error_type="Timeout", error=f"took {r.runtime:.2f} s of CPU time (cell limit {limit:g} s CPU)",
+                          cpu_s=r.runtime, isolation=iso)
+    if r.kind == P.KIND_GRID:
+        assert r.shape is not None and r.cells is not None
+        h, w = r.shape
+        rows = [list(r.cells[i * w:(i + 1) * w]) for i in range(h)]
+        try:
+            grid = parse_grid(rows).tolist()
+        except GridError as e:
+            return CellResult("error", ex.text, error_type="InvalidOutput", error=str(e), cpu_s=r.runtime, isolation=iso)
+        return CellResult("ok", ex.text, grid=grid, cpu_s=r.runtime, isolation=iso)
+    if r.kind == P.KIND_INVALID and r.error_type == NO_GRID:
+        return CellResult("ok", ex.text, cpu_s=r.runtime, isolation=iso)
+    status = {"Timeout": "timeout", "Crashed": "crashed", "ProtocolError": "crashed"}.get(r.error_type, "error")
+    return CellResult(status, ex.text, error_type=r.error_type, error=r.message, cpu_s=r.runtime, isolation=iso)
 
 
 def verify_program(source: str, task: Task, config: SandboxConfig | None = None, *, check_test: bool = True) -> CandidateVerdict:

@@ -43,6 +43,7 @@ import types
 
 import numpy as np
 
+from sandbox import cells as C
 from sandbox import landlock, seccomp
 from sandbox import protocol as P
 
@@ -441,13 +442,17 @@ def _child_main(spec: dict, uid: int | None, ruleset_fd: int | None, req_r: int,
         if body is None:
             os._exit(0)
         _flush_s, npairs, source = P.decode_program(bytes(body))
+        cell = P.is_cell_request(body)
         body = None
         # Same random state for every candidate: verdicts do not depend on
         # which process or session ran a program (hash() is fixed by the
-        # host's PYTHONHASHSEED).
+        # host's PYTHONHASHSEED). A REPL's re-run cells see what they saw first.
         random.seed(0)
         np.random.seed(0)
-        run_candidate(req_r, res_w, source, npairs)
+        if cell:
+            C.run_cells(req_r, res_w, source)
+        else:
+            run_candidate(req_r, res_w, source, npairs)
     except BaseException:
         pass
     os._exit(0)
@@ -517,6 +522,8 @@ _CPU_GRACE_S = 0.1
 
 def _pipe_pending(fd: int) -> int:
     """Bytes written to a pipe and not yet read (FIONREAD works on either end); -1 when unknown."""
+    if fd < 0:  # closed after its last input: ioctl would raise ValueError, which would end the zygote
+        return -1
     try:
         return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
     except OSError:
@@ -524,7 +531,7 @@ def _pipe_pending(fd: int) -> int:
 
 
 def _relay(child: _Child, wfd: int, body: bytearray, nonce: int, flush_s: float, src_end: int, spans: list[tuple[int, int]],
-           limits: tuple[float, float] = (0.0, 0.0), wall_factor: float = 0.0) -> None:
+           limits: tuple[float, float] = (0.0, 0.0), wall_factor: float = 0.0, cell: bool = False) -> None:
     """Hand the program and then each input to the child; forward its results under ``nonce``.
 
     Input i+1 goes to the child only once its frame for pair i is in, so a
@@ -544,6 +551,10 @@ def _relay(child: _Child, wfd: int, body: bytearray, nonce: int, flush_s: float,
     ``wall_factor`` times a limit in wall-clock time is the backstop for a
     program that sleeps or blocks (its CPU clock barely moves); the trusted
     side's own deadline lies beyond it, for a worker that hangs.
+
+    ``cell``: a REPL cell request (``sandbox.cells``), whose child may also send
+    its captured output as text frames ahead of its one result, up to
+    ``cells.MAX_CELL_TEXT`` bytes; from a program they break the protocol.
     """
     npairs = len(spans)
     pair_cpu, program_cpu = limits
@@ -552,6 +563,7 @@ def _relay(child: _Child, wfd: int, body: bytearray, nonce: int, flush_s: float,
     buf = bytearray()
     pending: list[bytes] = []
     got = given = 0
+    text_bytes = 0
     ended = False
     problem = ""
     last_flush = time.perf_counter()
@@ -629,6 +641,13 @@ def _relay(child: _Child, wfd: int, body: bytearray, nonce: int, flush_s: float,
             except P.ProtocolError as e:
                 problem = str(e)
                 break
+            if r.kind == P.KIND_TEXT:
+                text_bytes += len(r.message.encode("utf-8"))
+                if not cell or r.index != got or got >= npairs or text_bytes > C.MAX_CELL_TEXT:
+                    problem = "a text frame where none may be" if text_bytes <= C.MAX_CELL_TEXT else "too much text"
+                    break
+                pending += P.text_frames(nonce, got, r.message)
+                continue
             if r.index != got or (r.kind == P.KIND_END) != (got == npairs):
                 problem = "result frames out of order"
                 break
@@ -716,8 +735,13 @@ def serve(spec: dict, rfd: int, wfd: int, *, uid: int | None, ruleset_fd: int | 
             child.status(kill=True)
             os._exit(0)
         nonce, flush_s, src_end, spans = P.request_layout(body)
+        cell_limit = P.cell_limit(body)
         P.set_request_nonce(body, 0)
-        _relay(child, wfd, body, nonce, flush_s, src_end, spans, limits, wall_factor)
+        if cell_limit is None:
+            _relay(child, wfd, body, nonce, flush_s, src_end, spans, limits, wall_factor)
+        else:
+            # A cell has one limit for all it runs (its conversation's earlier cells included).
+            _relay(child, wfd, body, nonce, flush_s, src_end, spans, (cell_limit, cell_limit), wall_factor, cell=True)
         if once:
             os._exit(0)
         child = _Child(z)

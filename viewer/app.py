@@ -13,6 +13,7 @@ comparison of two runs. Keys follow vim (j/k, h/l, g/G); `?` lists them all.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -224,6 +225,8 @@ class TaskScreen(Screen[None]):
                     yield Static(id="prompt")
                 with Collapsible(title="completion", collapsed=True, id="completion-box"):
                     yield Static(id="completion")
+                with Collapsible(title="REPL conversation", collapsed=False, id="conversation-box"):
+                    yield Static(id="conversation")
                 yield Static(id="votes")
         yield Footer()
 
@@ -264,7 +267,18 @@ class TaskScreen(Screen[None]):
             placed.update(roots)
             for pid in roots:
                 add(branch, pid)
-        target = self.program_id or (detail.candidates[0].program_id if detail.candidates else None)
+        if detail.conversations:
+            # REPL attempts: one node each, the submitted program (if any) selected through it.
+            branch = tree.root.add("REPL attempts", expand=True)
+            for conv in detail.conversations:
+                label = Text.assemble((conv.conversation.rpartition("/")[2], "bold"),
+                                      f" {conv.outcome}, {conv.turns} turns, {conv.tool_calls} calls")
+                if conv.program_id in by_id:
+                    label.append("  ").append(candidate_label(by_id[conv.program_id]))
+                branch.add_leaf(label, data=CONVERSATION + conv.conversation)
+        first = detail.candidates[0].program_id if detail.candidates else (
+            CONVERSATION + detail.conversations[0].conversation if detail.conversations else None)
+        target = self.program_id or first
         if target:
             self.show_candidate(target)
             # Lines are known once the tree is laid out.
@@ -288,10 +302,25 @@ class TaskScreen(Screen[None]):
 
     def show_candidate(self, program_id: str) -> None:
         self.program_id = program_id
+        box = self.query_one("#conversation-box", Collapsible)
+        conversation = None
+        if program_id.startswith(CONVERSATION):
+            conversation = self.ix.conversation(self.task_id, program_id[len(CONVERSATION):])
+            program_id = conversation.summary.program_id or ""
+        elif _REPL_PROGRAM.search(program_id):
+            conversation = self.ix.conversation(self.task_id, program_id.rpartition("/t")[0])
+        box.display = conversation is not None
+        if conversation is not None:
+            self.query_one("#conversation", Static).update(conversation_text(conversation))
+        if not program_id:  # a conversation that submitted nothing
+            for name in ("#program", "#pairs", "#prompt", "#completion"):
+                self.query_one(name, Static).update("")
+            return
         cand = self.ix.candidate(self.task_id, program_id)
         self.query_one("#program", Static).update(program_renderable(cand))
         self.query_one("#pairs", Static).update(pairs_renderable(cand.pairs))
-        prompt = "\n\n".join(f"[{m.role}]\n{m.content}" for m in cand.prompt) or "(no prompt recorded)"
+        prompt = "\n\n".join(f"[{m.role}]" + (f" ({fold_line(m.reasoning)} of reasoning folded)" if m.reasoning else "")
+                               + f"\n{m.content}" for m in cand.prompt) or "(no prompt recorded)"
         self.query_one("#prompt", Static).update(Text(prompt))
         self.query_one("#completion", Static).update(Text(_fold_reasoning(cand.completion or "(no completion recorded)")))
 
@@ -307,6 +336,36 @@ class TaskScreen(Screen[None]):
         tree = self.query_one("#lineage", Tree)
         (tree.action_scroll_end if last else tree.action_scroll_home)()
         tree.cursor_line = (tree.last_line if last else 0)
+
+
+CONVERSATION = "conversation:"
+"""Tree node data of a REPL attempt (the rest is its id)."""
+_REPL_PROGRAM = re.compile(r"/x\d+/t\d+/c\d+$")
+
+
+def fold_line(reasoning: str) -> str:
+    return f"{len(reasoning.split())} words"
+
+
+def conversation_text(c: Any) -> Text:
+    """A REPL attempt turn by turn: replies with their reasoning folded to one line, tool calls and results."""
+    s = c.summary
+    out = Text.assemble((f"{s.conversation}: {s.outcome}", "bold"),
+                        f", {s.turns} turns, {s.tool_calls} tool calls, {s.completion_tokens} tokens, "
+                        f"{s.sandbox_cpu_s:.2f}s sandbox CPU\n")
+    for k, t in enumerate(c.turns):
+        out.append(f"\n-- turn {k} ({t.completion_tokens} tokens, {t.finish_reason})\n", style="bold")
+        if t.reasoning:
+            out.append(f"[reasoning: {fold_line(t.reasoning)} folded]\n", style="dim")
+        out.append(_fold_reasoning(t.text).rstrip() + "\n")
+        for call in t.tool_calls:
+            style = "green" if call.status == "ok" else "red"
+            out.append(f"  > tool call {call.call}: {call.status}, {call.cpu_s:.3f}s CPU\n", style=style)
+            if call.output:
+                out.append("    " + call.output.rstrip().replace("\n", "\n    ") + "\n", style="dim")
+            if call.grid is not None:
+                out.append("    value: " + " / ".join("".join(map(str, row)) for row in call.grid) + "\n", style="dim")
+    return out
 
 
 def _fold_reasoning(text: str) -> str:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import socket
 import sqlite3
 import sys
@@ -216,6 +217,8 @@ class TaskDetail:
     attempts: list[AttemptView]
     reason: str | None
     """Why the task was skipped or ended in an error."""
+    conversations: list["ConversationSummary"] = field(default_factory=list)
+    """The task's REPL attempts (search.mode 'repl'), in attempt order."""
 
     @property
     def task_id(self) -> str:
@@ -243,6 +246,52 @@ class TaskDetail:
 class Message:
     role: str
     content: str
+    reasoning: str | None = None
+
+
+@dataclass(frozen=True)
+class ConversationSummary:
+    """One REPL attempt: how it ended and what it cost."""
+
+    conversation: str
+    """'<task>/x<attempt>'."""
+    outcome: str
+    """'submitted', the limit that ended it, or 'running' while it has no end event."""
+    program_id: str | None
+    turns: int
+    tool_calls: int
+    completion_tokens: int
+    sandbox_cpu_s: float
+
+
+@dataclass(frozen=True)
+class ToolCallView:
+    call: int
+    code: str
+    status: str
+    output: str
+    grid: list[list[int]] | None
+    cpu_s: float
+
+
+@dataclass(frozen=True)
+class TurnView:
+    """One model turn of a REPL conversation and the tool calls its reply made."""
+
+    request_id: str
+    text: str
+    reasoning: str | None
+    completion_tokens: int
+    finish_reason: str | None
+    tool_calls: list[ToolCallView]
+
+
+@dataclass(frozen=True)
+class ConversationDetail:
+    summary: ConversationSummary
+    opening: list[Message]
+    """The messages the conversation started with (system and task)."""
+    turns: list[TurnView]
 
 
 @dataclass(frozen=True)
@@ -273,6 +322,8 @@ class CandidateDetail:
     prompt_kind: str | None
     sampling: dict[str, Any]
     pairs: list[PairView]
+    reasoning: str | None = None
+    """The completion's reasoning, when the server returned it apart from the text."""
 
 
 @dataclass(frozen=True)
@@ -320,6 +371,15 @@ def _as_list(grid: Any) -> list[list[int]] | None:
     if hasattr(grid, "tolist"):
         return grid.tolist()
     return [list(map(int, row)) for row in grid]
+
+
+_REPL_TURN = re.compile(r"/x\d+/t\d+/c\d+$")
+"""The completion of a REPL turn (request '<task>/x<attempt>/t<turn>')."""
+
+
+def _conversation_order(conversation: str) -> int:
+    tail = conversation.rpartition("/x")[2]
+    return int(tail) if tail.isdigit() else 0
 
 
 def _verdict_status(raw: dict[str, Any]) -> str:
@@ -1022,10 +1082,70 @@ class RunIndex:
                         None if answer is None else a.get("attempt_2") == answer))
             elif kind in ("task_skipped", "task_error"):
                 reason = raw.get("reason")
-        ids = list(programs) + [pid for pid in completions if pid not in programs]
+        # A REPL turn's reply is a program only when it submits; the others belong to its conversation.
+        ids = list(programs) + [pid for pid in completions if pid not in programs and not _REPL_TURN.search(pid)]
         cands = [self._summary(pid, programs.get(pid), completions.get(pid), verdicts.get(pid)) for pid in ids]
         return TaskDetail(row=row, grids=grids, grids_error=grids_error, candidates=cands, votes=votes,
-                          attempts=attempts, reason=reason)
+                          attempts=attempts, reason=reason, conversations=self._conversations(task_id))
+
+    def _conversations(self, task_id: str) -> list[ConversationSummary]:
+        ends: dict[str, dict[str, Any]] = {}
+        turns: dict[str, int] = {}
+        for _off, raw in self._task_events(task_id, ("repl_end", "prompt")):
+            if raw.get("event") == "repl_end":
+                ends[str(raw.get("conversation"))] = raw
+            elif raw.get("kind") == "repl":
+                conv = str(raw.get("request_id", "")).rpartition("/t")[0]
+                turns[conv] = turns.get(conv, 0) + 1
+        out = []
+        for conv in sorted(set(ends) | set(turns), key=_conversation_order):
+            e = ends.get(conv, {})
+            out.append(ConversationSummary(
+                conversation=conv, outcome=str(e.get("outcome", "running")), program_id=e.get("program_id"),
+                turns=int(e.get("turns", turns.get(conv, 0))), tool_calls=int(e.get("tool_calls", 0)),
+                completion_tokens=int(e.get("completion_tokens", 0)), sandbox_cpu_s=float(e.get("sandbox_cpu_s", 0.0))))
+        return out
+
+    @_locked
+    def conversation(self, task_id: str, conversation: str) -> ConversationDetail:
+        """One REPL attempt in full: its opening messages, and per turn the reply, its reasoning and its tool calls.
+
+        ``conversation``: '<task>/x<attempt>' or 'x<attempt>'.
+        """
+        if not conversation.startswith(f"{task_id}/"):
+            conversation = f"{task_id}/{conversation}"
+        summary = next((c for c in self._conversations(task_id) if c.conversation == conversation), None)
+        if summary is None:
+            raise RunIndexError(f"{self.run_dir}: task {task_id} has no REPL conversation {conversation!r}")
+        dec = self._decoder()
+        opening: list[Message] = []
+        turns: dict[str, dict[str, Any]] = {}
+        calls: dict[str, list[ToolCallView]] = {}
+        prefix = conversation + "/t"
+        for _off, raw in self._task_events(task_id, ("prompt", "completion", "tool_call")):
+            rid = str(raw.get("request_id", ""))
+            if not rid.startswith(prefix):
+                continue
+            kind = raw.get("event")
+            if kind == "prompt" and rid == prefix + "0":
+                try:
+                    ev = dec.decode(raw)
+                except TraceError as e:
+                    raise RunIndexError(str(e)) from None
+                opening = [Message(m.get("role", ""), m.get("content", ""), m.get("reasoning")) for m in getattr(ev, "messages", [])]
+            elif kind == "completion":
+                turns[rid] = raw
+            elif kind == "tool_call":
+                calls.setdefault(rid, []).append(ToolCallView(
+                    call=int(raw.get("call", 0)), code=str(raw.get("code", "")), status=str(raw.get("status", "")),
+                    output=str(raw.get("output", "")), grid=raw.get("grid"), cpu_s=float(raw.get("cpu_s") or 0.0)))
+        views = [
+            TurnView(request_id=rid, text=str(c.get("text", "")), reasoning=c.get("reasoning"),
+                     completion_tokens=int(c.get("completion_tokens") or 0), finish_reason=c.get("finish_reason"),
+                     tool_calls=calls.get(rid, []))
+            for rid, c in sorted(turns.items(), key=lambda kv: int(kv[0].rpartition("/t")[2] or 0))
+        ]
+        return ConversationDetail(summary=summary, opening=opening, turns=views)
 
     @staticmethod
     def _summary(pid: str, prog: dict | None, comp: dict | None, verdict: dict | None) -> CandidateSummary:
@@ -1095,9 +1215,9 @@ class RunIndex:
         return CandidateDetail(
             summary=self._summary(program_id, prog, comp, verdict),
             source=getattr(prog_ev, "source", None), completion=getattr(comp_ev, "text", None),
-            prompt=[Message(m.get("role", ""), m.get("content", "")) for m in getattr(prompt_ev, "messages", []) or []],
+            prompt=[Message(m.get("role", ""), m.get("content", ""), m.get("reasoning")) for m in getattr(prompt_ev, "messages", []) or []],
             prompt_kind=getattr(prompt_ev, "kind", None), sampling=dict(getattr(prompt_ev, "sampling", {}) or {}),
-            pairs=pairs,
+            pairs=pairs, reasoning=getattr(comp_ev, "reasoning", None),
         )
 
     # -- search --------------------------------------------------------------------------

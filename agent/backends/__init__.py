@@ -126,6 +126,12 @@ class ModelConfig(BaseModel):
         "{grammar = '...'} for llama.cpp; not the fields the run sets itself (model, messages, prompt, n, seed and "
         "the [sampling] settings).",
     )
+    tool_calls: bool = Field(
+        False,
+        description="openai (chat endpoint): the server supports OpenAI function calling for this model (vLLM with "
+        "--enable-auto-tool-choice and a --tool-call-parser, SGLang with --tool-call-parser); REPL mode "
+        "(search.repl.protocol 'auto') then offers its tools as functions instead of fenced code blocks.",
+    )
     tokenizer: Optional[str] = Field(
         None,
         description="openai: local tokenizer folder for counting tokens and rendering plain-completion prompts; "
@@ -198,6 +204,8 @@ class ModelConfig(BaseModel):
             raise ValueError("base_url is required when backend = 'openai' (e.g. 'http://127.0.0.1:8000/v1')")
         if self.backend == "replay" and self.replay_dir is None:
             raise ValueError("replay_dir is required when backend = 'replay' (the run directory to replay)")
+        if self.tool_calls and not ((self.backend == "openai" and self.endpoint == "chat") or self.backend == "replay"):
+            raise ValueError("tool_calls (OpenAI function calling) needs backend = 'openai' with endpoint = 'chat'")
         return self
 
 

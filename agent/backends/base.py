@@ -7,11 +7,37 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from pydantic import BaseModel, Field
 
 
+class ToolCall(BaseModel):
+    """A function call the model made (OpenAI function calling)."""
+
+    id: str
+    name: str
+    arguments: str = Field(description="The arguments as the model wrote them: JSON text, not yet parsed.")
+
+
 class Message(BaseModel):
     """One chat message."""
 
-    role: Literal["system", "user", "assistant"]
+    role: Literal["system", "user", "assistant", "tool"]
     content: str
+    reasoning: str | None = None
+    """An assistant turn's reasoning, kept apart from its answer (``reasoning_content`` of
+    OpenAI-compatible servers); passed back in multi-turn conversations (the REPL mode)."""
+    tool_calls: list[ToolCall] | None = None
+    """An assistant turn's function calls (REPL mode with function calling)."""
+    tool_call_id: str | None = None
+    """A ``tool`` message: the call it answers."""
+
+    def as_dict(self) -> dict[str, Any]:
+        """The message as recorded in the trace: role, content, and the other fields that are set."""
+        d: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.reasoning is not None:
+            d["reasoning"] = self.reasoning
+        if self.tool_calls is not None:
+            d["tool_calls"] = [c.model_dump() for c in self.tool_calls]
+        if self.tool_call_id is not None:
+            d["tool_call_id"] = self.tool_call_id
+        return d
 
 
 class SamplingParams(BaseModel):
@@ -25,6 +51,8 @@ class SamplingParams(BaseModel):
     max_tokens: int = Field(1024, ge=1, description="Hard cap on generated tokens per completion; always sent.")
     seed: int | None = Field(None, description="Per-request seed, derived from (run seed, task, round, request).")
     stop: list[str] = Field(default_factory=list, description="Stop strings.")
+    tools: list[dict[str, Any]] | None = Field(
+        None, description="OpenAI function-calling tools offered to the model (REPL mode with model.tool_calls); sent only when set.")
 
     def request_fields(self, *, n: int, seed: int | None) -> dict[str, Any]:
         """The settings as an engine or server takes them, for ``n`` samples with ``seed``.
@@ -40,6 +68,8 @@ class SamplingParams(BaseModel):
             fields["min_p"] = self.min_p
         if self.stop:
             fields["stop"] = list(self.stop)
+        if self.tools:
+            fields["tools"] = list(self.tools)
         return fields
 
 
@@ -59,6 +89,9 @@ class Completion(BaseModel):
     finish_reason: str = Field(description="'stop', 'length', ... as the backend reports it.")
     latency_s: float = Field(description="Wall time of the request that produced this completion.")
     endpoint: str | None = Field(None, description="The server that answered (URL without credentials), when base_url lists several.")
+    reasoning: str | None = Field(
+        None, description="Reasoning the server returned apart from the text (`reasoning_content`), if any.")
+    tool_calls: list[ToolCall] | None = Field(None, description="Function calls the model made (function calling), if any.")
 
 
 class BackendError(RuntimeError):

@@ -12,8 +12,26 @@ from agent.backends.base import Message
 CHARS_PER_TOKEN_ESTIMATE = 3.5
 
 
-def as_dicts(messages: list[Message]) -> list[dict[str, str]]:
-    return [{"role": m.role, "content": m.content} for m in messages]
+def as_dicts(messages: list[Message]) -> list[dict[str, Any]]:
+    """Messages as chat APIs and templates take them.
+
+    An assistant turn's reasoning goes back as ``reasoning_content``, the field that
+    vLLM's and SGLang's OpenAI servers return it in and take it back in, and that
+    reasoning models' chat templates (Qwen3, DeepSeek-R1, GPT-OSS) read; each
+    template decides whether earlier turns' reasoning is shown to the model.
+    """
+    out = []
+    for m in messages:
+        d: dict[str, Any] = {"role": m.role, "content": m.content}
+        if m.reasoning is not None and m.role == "assistant":
+            d["reasoning_content"] = m.reasoning
+        if m.tool_calls:
+            d["tool_calls"] = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                               for c in m.tool_calls]
+        if m.tool_call_id is not None:
+            d["tool_call_id"] = m.tool_call_id
+        out.append(d)
+    return out
 
 
 def ends_with_prefill(messages: list[Message]) -> bool:

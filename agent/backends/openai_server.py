@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import math
 import os
 import random
@@ -16,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from agent.backends.base import BackendError, Completion, Message, SamplingParams
+from agent.backends.base import BackendError, Completion, Message, SamplingParams, ToolCall
 from agent.backends.endpoints import Endpoint, EndpointSet
 from agent.backends.embedded import embedded_cache_dir, is_embedded_alias
 from agent.backends.chat_format import (
@@ -455,9 +456,17 @@ class OpenAIBackend:
             prompt_tokens = prompt_tokens_local if prompt_tokens_local is not None else 0
         texts: list[str] = []
         reasons: list[str] = []
+        thoughts: list[str | None] = []
+        calls: list[list[ToolCall] | None] = []
         for choice in choices:
+            thought, called = None, None
             if self.endpoint == "chat":
-                text = ((choice.get("message") or {}).get("content")) or ""
+                message = choice.get("message") or {}
+                text = message.get("content") or ""
+                # vLLM and SGLang with a reasoning parser: `reasoning_content` (newer vLLM also `reasoning`).
+                thought = message.get("reasoning_content") or message.get("reasoning")
+                thought = thought if isinstance(thought, str) else None
+                called = _tool_calls(message.get("tool_calls"))
             else:
                 text = choice.get("text") or ""
             # Some servers return the matched stop string; the contract is that it is cut.
@@ -465,12 +474,15 @@ class OpenAIBackend:
             reason = choice.get("finish_reason") or ("stop" if hit_stop else "unknown")
             texts.append(text)
             reasons.append(reason)
+            thoughts.append(thought)
+            calls.append(called)
         counts = await self._completion_token_counts(texts, reasons, usage.get("completion_tokens"), params.max_tokens, ep)
         # Which server answered, when there is a choice (one server: provenance names it).
         served_by = ep.label if self.endpoints.several else None
         return [
-            Completion(text=t, prompt_tokens=int(prompt_tokens), completion_tokens=c, finish_reason=r, latency_s=latency, endpoint=served_by)
-            for t, r, c in zip(texts, reasons, counts)
+            Completion(text=t, prompt_tokens=int(prompt_tokens), completion_tokens=c, finish_reason=r, latency_s=latency,
+                       endpoint=served_by, reasoning=th, tool_calls=tc)
+            for t, r, c, th, tc in zip(texts, reasons, counts, thoughts, calls)
         ]
 
     async def _completion_token_counts(
@@ -602,6 +614,21 @@ class OpenAIBackend:
             "httpx": httpx.__version__,
             **({"endpoints": self.endpoints.stats()} if self.endpoints.several else {}),
         }
+
+
+def _tool_calls(raw: Any) -> list[ToolCall] | None:
+    """The function calls of a chat answer's message; None when it made none."""
+    if not isinstance(raw, list) or not raw:
+        return None
+    out = []
+    for k, call in enumerate(raw):
+        fn = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(fn, dict):
+            continue
+        args = fn.get("arguments")
+        out.append(ToolCall(id=str(call.get("id") or f"call_{k}"), name=str(fn.get("name") or ""),
+                            arguments=args if isinstance(args, str) else json.dumps(args)))
+    return out or None
 
 
 def _backoff_s(attempt: int) -> float:

@@ -23,13 +23,32 @@ class ReplayDivergence(BackendError):
     """The replayed run asked something the recorded run did not."""
 
 
-def _messages_key(messages: list[dict[str, str]]) -> str:
-    return json.dumps([[m["role"], m["content"]] for m in messages], ensure_ascii=False)
+_CALL_FIELDS = ("tool_calls", "tool_call_id")
 
 
-def messages_digest(messages: list[Message] | list[dict[str, str]]) -> str:
+def _message_key(m: dict[str, Any]) -> list[Any]:
+    key: list[Any] = [m["role"], m["content"]]
+    calls = {k: m[k] for k in _CALL_FIELDS if m.get(k) is not None}
+    if calls:  # function calls are part of the question; a message without them keys as it always did
+        key.append(calls)
+    return key
+
+
+def _messages_key(messages: list[dict[str, Any]]) -> str:
+    return json.dumps([_message_key(m) for m in messages], ensure_ascii=False)
+
+
+def _plain(m: Message | dict[str, Any]) -> dict[str, Any]:
+    if isinstance(m, dict):
+        return m
+    d = m.as_dict()
+    d.pop("reasoning", None)
+    return d
+
+
+def messages_digest(messages: list[Message] | list[dict[str, Any]]) -> str:
     """SHA-256 of a chat prompt, the key of recorded token counts."""
-    plain = [m if isinstance(m, dict) else {"role": m.role, "content": m.content} for m in messages]
+    plain = [_plain(m) for m in messages]
     return hashlib.sha256(_messages_key(plain).encode("utf-8")).hexdigest()
 
 
@@ -122,11 +141,11 @@ class ReplayBackend:
             raise ReplayDivergence(
                 f"replay of {self.run_dir} diverged: request {request_id} was never made by the recorded run"
             )
-        asked = [{"role": m.role, "content": m.content} for m in messages]
+        asked = [_plain(m) for m in messages]
         recorded = rec.prompt.messages
         if _messages_key(asked) != _messages_key(recorded):
             where = next(
-                (i for i, (a, b) in enumerate(zip(asked, recorded)) if a != b),
+                (i for i, (a, b) in enumerate(zip(asked, recorded)) if _message_key(a) != _message_key(b)),
                 min(len(asked), len(recorded)),
             )
             raise ReplayDivergence(
@@ -147,6 +166,8 @@ class ReplayBackend:
                 completion_tokens=c.completion_tokens,
                 finish_reason=c.finish_reason,
                 latency_s=c.latency_s,
+                reasoning=c.reasoning,
+                tool_calls=c.tool_calls,
             )
             for c in ordered
         ]

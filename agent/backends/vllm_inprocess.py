@@ -172,7 +172,7 @@ class VLLMBackend:
 
     def _prompt_ids(self, messages: list[Message]) -> list[int]:
         """The prompt's token ids with the model's chat template (a prefill left open)."""
-        key = tuple((m.role, m.content) for m in messages)
+        key = tuple((m.role, m.content, m.reasoning) for m in messages)
         ids = self._tokenised.get(key)
         if ids is None:
             text = render_with_template(self._tokenizer, messages)
@@ -193,7 +193,7 @@ class VLLMBackend:
         if self._engine is None:
             raise BackendError(f"model {self.model_id!r}: generate() called before start()")
         ids = self._prompt_ids(messages)
-        self._tokenised.pop(tuple((m.role, m.content) for m in messages), None)  # sent: no longer needed
+        self._tokenised.pop(tuple((m.role, m.content, m.reasoning) for m in messages), None)  # sent: no longer needed
         # Unique in the engine even when the agent retries a request under the same id.
         engine_id = f"{request_id or 'request'}#{next(self._ids)}"
         started = time.perf_counter()

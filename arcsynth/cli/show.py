@@ -1,9 +1,11 @@
 """`arcsynth show RUN_DIR [TASK_ID] [--program ID]`: what a run did, for a terminal, a pipe or a script.
 
 Without a task: the run header, program counts by status and the task list. With a
-task: its grids, candidates (lineage by round, verdict summary), votes and attempts.
-With ``--program``: that program's source, the prompt that made it, the completion
-and expected | produced | diff per pair. ``--json`` prints the same as JSON.
+task: its grids, candidates (lineage by round, verdict summary), REPL attempts, votes
+and attempts. With ``--program``: that program's source, the prompt that made it, the
+completion and expected | produced | diff per pair. With ``--conversation``: a REPL
+attempt turn by turn, each reply with its reasoning folded to a line, its tool calls
+and what they returned. ``--json`` prints the same as JSON.
 Colour on a terminal; digits and plain text when stdout is not one.
 """
 
@@ -205,6 +207,11 @@ def show_task(ix: Any, task_id: str, out: Out, limit: int = 0) -> None:
         title = f"the best {limit} of {len(d.candidates)} candidates (--candidates 0 for all; pairs: + pass, - wrong, E error, T timeout, I invalid output)"
     out.table(title, ["program", "round", "parents", "status", "train acc", "pairs", "tokens", "note"],
               _candidate_rows(dataclasses.replace(d, candidates=shown)))
+    if d.conversations:
+        out.line()
+        out.table("REPL attempts (--conversation ID shows one)", ["conversation", "outcome", "turns", "tool calls", "tokens", "sandbox CPU", "program"],
+                  [[c.conversation.rpartition("/")[2], c.outcome, str(c.turns), str(c.tool_calls), str(c.completion_tokens),
+                    f"{c.sandbox_cpu_s:.2f}s", (c.program_id or "-").removeprefix(f"{task_id}/")] for c in d.conversations])
     for v in d.votes:
         out.line()
         rows = [[str(i), str(len(grp.program_ids)), str(grp.behaviours), f"{grp.weight:g}", "yes" if grp.passing else "no",
@@ -231,7 +238,11 @@ def show_program(ix: Any, task_id: str, program_id: str, out: Out) -> None:
         out.line(f"note: {s.detail}")
     out.text_block("program", c.source or "(no program extracted)", lexer="python" if c.source else None)
     for m in c.prompt:
+        if m.reasoning:
+            out.line(f"  ({m.role} reasoning: {fold_line(m.reasoning)})")
         out.text_block(f"prompt ({c.prompt_kind}): {m.role}", m.content)
+    if c.reasoning:
+        out.text_block("reasoning", c.reasoning)
     out.text_block(f"completion ({s.completion_tokens} tokens, {s.finish_reason})", c.completion or "")
     for p in c.pairs:
         head = f"{p.kind} {p.index}: {p.status}" + (f", cell accuracy {p.cell_accuracy:.2f}" if p.cell_accuracy is not None else "")
@@ -241,6 +252,36 @@ def show_program(ix: Any, task_id: str, program_id: str, out: Out) -> None:
         if p.diff is not None:
             items.append(("diff (x: wrong)", p.produced, p.diff))
         out.lines(grids_row([i for i in items if i[1] is not None or i[0] == "produced"], out.plain))
+
+
+def fold_line(reasoning: str) -> str:
+    """Reasoning folded to one line: its size and its start."""
+    words = reasoning.split()
+    head = " ".join(words[:12])
+    return f"{len(words)} words: {head}{' ...' if len(words) > 12 else ''}"
+
+
+def show_conversation(ix: Any, task_id: str, conversation: str, out: Out) -> None:
+    """A REPL attempt turn by turn: each reply (reasoning folded), its tool calls and what they returned."""
+    c = ix.conversation(task_id, conversation)
+    s = c.summary
+    out.line(f"conversation {s.conversation}: {s.outcome}, {s.turns} turns, {s.tool_calls} tool calls, "
+             f"{s.completion_tokens} tokens, {s.sandbox_cpu_s:.2f}s sandbox CPU"
+             + (f", program {s.program_id}" if s.program_id else ""), style="bold")
+    for m in c.opening:
+        out.text_block(f"opening: {m.role}", m.content)
+    for k, t in enumerate(c.turns):
+        out.line()
+        out.line(f"turn {k} ({t.completion_tokens} tokens, {t.finish_reason})", style="bold")
+        if t.reasoning:
+            out.line(f"  reasoning folded ({fold_line(t.reasoning)})")
+        out.text_block("reply", t.text)
+        for call in t.tool_calls:
+            out.text_block(f"tool call {call.call}: {call.status}, {call.cpu_s:.3f}s CPU", call.code, lexer="python")
+            if call.output:
+                out.text_block("output", call.output)
+            if call.grid is not None:
+                out.lines(grids_row([("value", call.grid, None)], out.plain))
 
 
 def _json_default(obj: Any) -> Any:
@@ -257,6 +298,7 @@ def show(
     plain: Optional[bool] = typer.Option(None, "--plain/--color", help="Plain text or colour (default: colour on a terminal only)."),
     status: Optional[str] = typer.Option(None, "--status", help="Only tasks with these statuses, comma-separated: solved, train-solved, unsolved, skipped, error, running, killed, pending."),
     candidates: int = typer.Option(0, "--candidates", min=0, help="With TASK_ID: list only the best N candidates (0: all)."),
+    conversation: Optional[str] = typer.Option(None, "--conversation", "-c", help="A REPL attempt of the task (e.g. x0): show it turn by turn."),
 ) -> None:
     """Show what a run did: its header and tasks, one task, or one program (Rich; plain text in a pipe)."""
     from viewer.index import RunIndex, RunIndexError
@@ -265,6 +307,8 @@ def show(
 
     if program is not None and task_id is None:
         fail("--program needs a TASK_ID")
+    if conversation is not None and (task_id is None or program is not None):
+        fail("--conversation needs a TASK_ID and no --program")
     statuses = None
     if status is not None:
         statuses = {x.strip() for x in status.split(",") if x.strip()}
@@ -279,6 +323,8 @@ def show(
                 if task_id is None:
                     data: Any = {"header": ix.header(),
                                  "tasks": [r for r in ix.tasks() if statuses is None or r.status in statuses]}
+                elif conversation is not None:
+                    data = ix.conversation(task_id, conversation)
                 elif program is None:
                     data = ix.task(task_id)
                 else:
@@ -288,6 +334,8 @@ def show(
             out = Out(plain if plain is not None else not sys.stdout.isatty())
             if task_id is None:
                 show_run(ix, out, statuses)
+            elif conversation is not None:
+                show_conversation(ix, task_id, conversation, out)
             elif program is None:
                 show_task(ix, task_id, out, candidates)
             else:

@@ -141,3 +141,53 @@ def transform(grid):
     return [row[:] for row in grid]
 """)
 NO_CODE = "I think the grid is rotated but I am not sure how to write it."
+
+
+ReplScript = Callable[[str, int, list[Message]], "str | tuple[str, str | None] | Completion"]
+"""(request_id, turn, messages) -> the reply text, (text, reasoning), or a whole Completion (function calls)."""
+
+
+class ScriptedReplBackend(ScriptedBackend):
+    """TEST DOUBLE of a model in a REPL conversation: its replies are a script of turns.
+
+    The script sees the whole conversation, so a turn can issue tool calls (python
+    blocks) and react to their results in the next one (check what was printed,
+    fix a failure, then SUBMIT). A reply may come with reasoning, as a reasoning
+    model's server returns it apart from the text (``reasoning_content``).
+    """
+
+    name = "scripted-repl"
+    model_id = "scripted-repl-test-double"
+
+    def __init__(self, script: ReplScript, **kwargs: Any):
+        self.repl_script = script
+        self.reasoning: dict[str, str | None] = {}
+        self.whole: dict[str, Completion] = {}
+        super().__init__(self._texts, **kwargs)
+
+    def _texts(self, request_id: str, messages: list[Message], params: SamplingParams) -> list[str]:
+        turn = int(request_id.rsplit("/t", 1)[1]) if "/x" in request_id else -1
+        out = self.repl_script(request_id, turn, messages)
+        if isinstance(out, Completion):
+            self.whole[request_id] = out
+            return [out.text]
+        text, thought = out if isinstance(out, tuple) else (out, None)
+        self.reasoning[request_id] = thought
+        return [text]
+
+    async def _generate(self, messages: list[Message], params: SamplingParams, request_id: str) -> list[Completion]:
+        completions = await super()._generate(messages, params, request_id)
+        if request_id in self.whole:
+            return [self.whole[request_id]]
+        thought = self.reasoning.get(request_id)
+        return [c.model_copy(update={"reasoning": thought}) for c in completions]
+
+
+def submit(code: str) -> str:
+    """A REPL reply that submits ``code``."""
+    return f"The program works on every example.\nSUBMIT\n```python\n{code.strip()}\n```\n"
+
+
+def run(code: str) -> str:
+    """A REPL reply that runs ``code``."""
+    return f"Let me look.\n```python\n{code.strip()}\n```\n"

@@ -1,0 +1,131 @@
+"""REPL mode with OpenAI function calling, through the real OpenAI backend and the real sandbox.
+
+The server is a scripted test double that answers like vLLM with a tool-call parser and a
+reasoning parser (`tool_calls`, `reasoning_content`): it calls run_python, reads the tool
+result it is sent back, then calls submit. What is under test is our side of the
+protocol: the tools offered, the assistant turn's calls and reasoning sent back, one tool
+message per call, and the submitted program verified and voting.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from agent.backends.openai_server import OpenAIBackend
+from agent.config import ConfigError, parse_config
+from agent.loop import SolveContext, solve_task
+from arcsynth.datasets import load_dataset
+from sandbox import Sandbox, SandboxConfig
+
+pytestmark = pytest.mark.asyncio
+
+PROGRAM = "import numpy as np\n\ndef transform(grid):\n    return np.rot90(np.array(grid), 2)\n"
+
+
+class ToolCallingServerDouble:
+    """TEST DOUBLE of an OpenAI-compatible server with function calling and a reasoning parser."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict] = []
+        double = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                self._json({"object": "list", "data": [{"id": "double", "object": "model"}]})
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                double.requests.append(body)
+                self._json(double.answer(body))
+
+            def _json(self, payload):
+                data = json.dumps(payload).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def answer(self, body: dict) -> dict:
+        last = body["messages"][-1]
+        if last["role"] != "tool":
+            call = {"name": "run_python", "arguments": json.dumps({"code": "np.rot90(train_inputs[0], 2).shape"})}
+            message = {"role": "assistant", "content": None, "reasoning_content": "Rotate it?",
+                       "tool_calls": [{"id": "call_1", "type": "function", "function": call}]}
+        else:
+            call = {"name": "submit", "arguments": json.dumps({"program": PROGRAM})}
+            message = {"role": "assistant", "content": "", "reasoning_content": "The shape fits.",
+                       "tool_calls": [{"id": "call_2", "type": "function", "function": call}]}
+        return {"choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}],
+                "usage": {"prompt_tokens": 100, "completion_tokens": 20}}
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list = []
+
+    def emit(self, event) -> None:
+        self.events.append(event)
+
+    def of(self, kind: str) -> list:
+        return [e for e in self.events if e.event == kind]
+
+
+async def test_run_python_and_submit_as_function_calls():
+    task = load_dataset("arc1:train").get("3c9b0459")
+    with ToolCallingServerDouble() as double:
+        cfg = parse_config({}, [
+            "model.backend='openai'", f"model.base_url='{double.url}'", "model.model='double'", "model.tool_calls=true",
+            "search.mode='repl'", "budget.max_programs=1", "budget.stop_after_passing=1",
+        ])
+        assert cfg.repl_protocol() == "tools"
+        backend = OpenAIBackend("double", base_url=double.url)
+        await backend.start()
+        rec = Recorder()
+        try:
+            async with Sandbox(SandboxConfig(workers=1)) as sb:
+                outcome = await solve_task(task, SolveContext(config=cfg, backend=backend, sandbox=sb, recorder=rec))
+        finally:
+            await backend.close()
+    assert outcome.solved_train and outcome.score == 1.0
+    first, second = double.requests
+    assert [t["function"]["name"] for t in first["tools"]] == ["run_python", "submit"]
+    assert "call the `run_python` tool" in first["messages"][0]["content"] and "SUBMIT" not in first["messages"][0]["content"]
+    # The assistant turn goes back with its calls and its reasoning; the result as a tool message.
+    assistant, tool = second["messages"][-2:]
+    assert assistant["tool_calls"][0]["function"]["name"] == "run_python" and assistant["reasoning_content"] == "Rotate it?"
+    assert tool["role"] == "tool" and tool["tool_call_id"] == "call_1"
+    h, w = task.train[0].input.shape
+    assert f"({h}, {w})" in tool["content"]
+    [call] = rec.of("tool_call")
+    assert call.status == "ok" and call.code == "np.rot90(train_inputs[0], 2).shape"
+    assert rec.of("repl_end")[0].outcome == "submitted"
+    assert rec.of("completion")[1].tool_calls[0]["name"] == "submit"
+    assert rec.of("program")[0].source.strip() == PROGRAM.strip()
+    assert rec.of("prompt")[1].messages[-1]["tool_call_id"] == "call_1"
+
+
+async def test_function_calling_needs_a_server_that_does_it():
+    with pytest.raises(ConfigError, match="model.*tool_calls"):
+        parse_config({}, ["model.tool_calls=true"])
+    with pytest.raises(ConfigError, match="search.repl.protocol = 'tools' needs model.tool_calls"):
+        parse_config({}, ["search.mode='repl'", "search.repl.protocol='tools'"])
