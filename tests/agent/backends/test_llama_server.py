@@ -109,7 +109,7 @@ async def _started(server: LlamaServer, model: str = "smollm2", **kwargs) -> Ope
 
 async def test_more_samples_than_slots_are_split_and_each_choice_is_counted(llama_server):
     # The server refuses n above its slots (HTTP 400); its usage counts the first choice only.
-    raw = httpx.post(f"{llama_server.url}/chat/completions", json={"messages": [m.model_dump() for m in PROMPT], "n": SLOTS + 1, "max_tokens": 4}, timeout=60)
+    raw = httpx.post(f"{llama_server.url}/chat/completions", json={"messages": [m.as_dict() for m in PROMPT], "n": SLOTS + 1, "max_tokens": 4}, timeout=60)
     assert raw.status_code == 400 and "'n'" in raw.text
 
     backend = await _started(llama_server)
