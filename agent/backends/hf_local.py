@@ -41,6 +41,20 @@ def threads_beside_sandbox() -> int:
     return max(1, _cpu_cores() - 1)
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), so torch runs a model in bfloat16
+    about twice as fast as in float32; elsewhere bfloat16 is emulated and slower."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
 def quiet_transformers() -> None:
     """Silence transformers' own progress bars and warnings; errors still reach stderr.
 
@@ -142,7 +156,7 @@ class TransformersBackend:
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise BackendError(f"model {self.model_id!r}: device {device!r} requested but CUDA is not available")
         if self._dtype_setting == "auto":
-            dtype = torch.float32 if device == "cpu" else torch.bfloat16
+            dtype = torch.bfloat16 if device != "cpu" or cpu_has_native_bf16() else torch.float32
         else:
             dtype = getattr(torch, self._dtype_setting)
         return device, dtype

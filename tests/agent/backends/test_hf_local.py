@@ -101,7 +101,10 @@ def test_provenance_names_model_and_exact_weights(smollm2_backend: TransformersB
     prov = smollm2_backend.provenance()
     manifest = json.loads((smollm2_folder / MANIFEST_NAME).read_text())
     assert prov["weights_sha256"] == manifest["weights_sha256"] == sha256_file(smollm2_folder / "model.safetensors")
-    assert prov["device"] == "cpu" and prov["dtype"] == "float32"
+    from agent.backends.hf_local import cpu_has_native_bf16
+
+    # dtype 'auto' on CPU: bfloat16 where the CPU computes it natively, else float32.
+    assert prov["device"] == "cpu" and prov["dtype"] == ("bfloat16" if cpu_has_native_bf16() else "float32")
     assert prov["model"] == "smollm2" and prov["path"] == str(smollm2_folder)
     assert prov["transformers"] and prov["torch"]
 

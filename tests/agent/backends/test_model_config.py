@@ -72,8 +72,9 @@ def test_transformers_threads_default_to_all_cores_but_one_and_pass_through():
     assert ModelConfig().threads is None
     assert make_backend(ModelConfig()).threads == max(1, _cpu_cores() - 1)
     assert make_backend(ModelConfig(threads=3)).threads == 3
+    assert make_backend(ModelConfig(threads=0)).threads is None  # every core: the backend uses them all
     with pytest.raises(ValidationError, match="threads"):
-        ModelConfig(threads=0)
+        ModelConfig(threads=-1)
 
 
 @pytest.mark.slow
