@@ -9,6 +9,9 @@ within its limits with a repl_end event.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
 from agent.backends.openai_server import OpenAIBackend
@@ -18,20 +21,10 @@ from agent.program import code_blocks
 from arcsynth.datasets import load_dataset
 from sandbox import Sandbox, SandboxConfig
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # scripted_backend
+from scripted_backend import MemoryRecorder  # noqa: E402
+
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio]
-
-
-class Recorder:
-    """The run record, in memory."""
-
-    def __init__(self) -> None:
-        self.events: list = []
-
-    def emit(self, event) -> None:
-        self.events.append(event)
-
-    def of(self, kind: str) -> list:
-        return [e for e in self.events if e.event == kind]
 
 
 async def test_a_repl_conversation_with_a_real_server(transformers_server):
@@ -43,7 +36,7 @@ async def test_a_repl_conversation_with_a_real_server(transformers_server):
     ])
     backend = OpenAIBackend(model, base_url=base_url, endpoint="chat")
     await backend.start()
-    rec = Recorder()
+    rec = MemoryRecorder()
     try:
         async with Sandbox(SandboxConfig(workers=1)) as sb:
             outcome = await solve_task(task, SolveContext(config=cfg, backend=backend, sandbox=sb, recorder=rec))

@@ -10,8 +10,10 @@ message per call, and the submitted program verified and voting.
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +22,9 @@ from agent.config import ConfigError, parse_config
 from agent.loop import SolveContext, solve_task
 from arcsynth.datasets import load_dataset
 from sandbox import Sandbox, SandboxConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # scripted_backend
+from scripted_backend import MemoryRecorder  # noqa: E402
 
 pytestmark = pytest.mark.asyncio
 
@@ -79,16 +84,6 @@ class ToolCallingServerDouble:
         self.httpd.server_close()
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list = []
-
-    def emit(self, event) -> None:
-        self.events.append(event)
-
-    def of(self, kind: str) -> list:
-        return [e for e in self.events if e.event == kind]
-
 
 async def test_run_python_and_submit_as_function_calls():
     task = load_dataset("arc1:train").get("3c9b0459")
@@ -100,7 +95,7 @@ async def test_run_python_and_submit_as_function_calls():
         assert cfg.repl_protocol() == "tools"
         backend = OpenAIBackend("double", base_url=double.url)
         await backend.start()
-        rec = Recorder()
+        rec = MemoryRecorder()
         try:
             async with Sandbox(SandboxConfig(workers=1)) as sb:
                 outcome = await solve_task(task, SolveContext(config=cfg, backend=backend, sandbox=sb, recorder=rec))
