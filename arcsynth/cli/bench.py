@@ -31,7 +31,7 @@ def agent_bench(
     threads: int = typer.Option(None, "--threads", help="Torch CPU threads (default: all cores but one)."),
 ) -> None:
     """Raw transformers generate tokens/s vs the agent's end-to-end tokens/s (SmolLM2, CPU)."""
-    from agent.bench import main
+    from agent.benchmarks.agent import main
 
     main(tasks=tasks, samples=samples, max_tokens=max_tokens, concurrency=concurrency, threads=threads)
 
@@ -51,7 +51,7 @@ def pipeline_bench(
     keep: Path = typer.Option(None, "--keep", help="Write the pipeline's run directory here and keep it (to look at with `arcsynth show`)."),
 ) -> None:
     """An instant OpenAI-compatible server double drives the real backend, loop, sandbox and trace: programs/s vs the sandbox alone."""
-    from agent.pipeline_bench import main
+    from agent.benchmarks.pipeline import main
 
     main(tasks=tasks, rounds=rounds, prompts=prompts, samples=samples, concurrency=concurrency, latency_ms=latency_ms,
          workers=workers, seed=seed, repeat=repeat, profile=profile, keep=keep)
@@ -84,7 +84,7 @@ def search_bench(
     p_noise: float = typer.Option(0.1, "--p-noise", help="Scripted model: chance it miscopies an entry when refining."),
 ) -> None:
     """Solved tasks per 1,000 programs for each search strategy, side by side (scripted model, real sandbox)."""
-    from agent.search_bench import STRATEGIES, main
+    from agent.benchmarks.search import STRATEGIES, main
 
     unknown = [s for s in strategy or [] if s not in STRATEGIES]
     if unknown:

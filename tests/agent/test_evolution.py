@@ -13,8 +13,8 @@ import pytest_asyncio
 
 from agent.config import parse_config
 from agent.loop import SolveContext, solve_task
-from agent.recolour_model import ScriptedRecolourBackend, _sections, program_text, recolour_tasks
-from agent.search_bench import base_config
+from agent.benchmarks.recolour_model import ScriptedRecolourBackend, _sections, program_text, recolour_tasks
+from agent.benchmarks.search import base_config
 from arcsynth.grid import grid_to_list
 from prompts import Parent, build_refine_prompt
 from sandbox import Sandbox, SandboxConfig

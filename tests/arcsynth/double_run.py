@@ -1,6 +1,6 @@
 """A solve config against the pipeline server double, for the shard, merge and Ray tests.
 
-The model is not under test there: the double (agent.pipeline_double, a test double of
+The model is not under test there: the double (agent.benchmarks.server_double, a test double of
 an OpenAI-compatible server) answers seeded requests with the same completions every
 time, so two runs of one config over the same tasks must end with the same results,
 whether one process solved them, N shards or the nodes of a Ray cluster.

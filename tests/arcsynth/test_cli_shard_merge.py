@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from agent.config import ConfigError, load_config, parse_shard
-from agent.pipeline_bench import server_double
+from agent.benchmarks.pipeline import server_double
 from arcsynth.cli import app
 from arcsynth.datasets import shard_tasks
 

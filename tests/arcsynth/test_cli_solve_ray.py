@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from agent.pipeline_bench import server_double
+from agent.benchmarks.pipeline import server_double
 from arcsynth.cli import app
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

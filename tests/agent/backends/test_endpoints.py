@@ -24,7 +24,7 @@ from agent.backends.base import BackendError, Message, SamplingParams
 from agent.backends.endpoints import Endpoint, EndpointSet
 from agent.backends.openai_server import OpenAIBackend, task_key
 from agent.config import ConfigError, parse_config
-from agent.pipeline_double import MODEL_NAME
+from agent.benchmarks.server_double import MODEL_NAME
 from agent.trace import CompletionEvent, TraceEncoder
 
 
@@ -187,7 +187,7 @@ class DoubleServer:
 
     def start(self) -> "DoubleServer":
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agent.pipeline_double", "--tasks", ",".join(TASKS), "--port", str(self.port),
+            [sys.executable, "-m", "agent.benchmarks.server_double", "--tasks", ",".join(TASKS), "--port", str(self.port),
              "--latency-ms", str(self.latency_ms)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
         )

@@ -1,6 +1,6 @@
 """Benchmark: does the agent keep up with a fast model server?
 
-1. An OpenAI-compatible server double (:mod:`agent.pipeline_double`, its own
+1. An OpenAI-compatible server double (:mod:`agent.benchmarks.server_double`, its own
    process on 127.0.0.1) answers at once, or after ``--latency-ms``, with
    realistic completions for real ARC-AGI-1 tasks: correct, wrong, crashing and
    code-less programs, prose around fenced code.
@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from agent.pipeline_double import MODEL_NAME, SOLUTIONS
+from agent.benchmarks.server_double import MODEL_NAME, SOLUTIONS
 
 
 @dataclass
@@ -83,7 +83,7 @@ class DoubleProcess:
 def server_double(task_ids: list[str], latency_ms: float, seed: int, dataset: str):
     """The server double in its own process; yields a :class:`DoubleProcess`."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agent.pipeline_double", "--tasks", ",".join(task_ids), "--latency-ms", str(latency_ms),
+        [sys.executable, "-m", "agent.benchmarks.server_double", "--tasks", ",".join(task_ids), "--latency-ms", str(latency_ms),
          "--seed", str(seed), "--dataset", dataset],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )

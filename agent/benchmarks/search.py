@@ -2,7 +2,7 @@
 
 No model here solves ARC, so the strategies are compared on recolouring tasks built
 from real ARC-AGI-1 inputs, written for by a scripted model (a TEST DOUBLE, see
-:mod:`agent.recolour_model`) whose refinements improve on their parents when the
+:mod:`agent.benchmarks.recolour_model`) whose refinements improve on their parents when the
 prompt shows the right failures in detail. Everything else is the real agent: the
 same loop, prompts, real sandbox, voting and scoring against the hidden test outputs.
 
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.config import BudgetConfig, PromptConfig, RunConfig, SamplingConfig, parse_config
-from agent.recolour_model import ScriptedRecolourBackend, recolour_tasks
+from agent.benchmarks.recolour_model import ScriptedRecolourBackend, recolour_tasks
 from agent.runner import run_tasks
 
 STRATEGIES: dict[str, list[str]] = {

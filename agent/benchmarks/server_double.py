@@ -19,7 +19,7 @@ reformatted or recommented) as real models repeat themselves.
 
 The server recognises the task of a prompt by its grids: the digits of each
 task's grids are looked up in the digits of the prompt, whatever the encoding.
-It runs in its own process (``python -m agent.pipeline_double``) so that its
+It runs in its own process (``python -m agent.benchmarks.server_double``) so that its
 work is not counted against the agent's main process.
 """
 

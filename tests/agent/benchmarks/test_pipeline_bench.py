@@ -13,13 +13,13 @@ import httpx
 
 from agent.backends.base import Message, SamplingParams
 from agent.backends.openai_server import OpenAIBackend
-from agent.pipeline_double import MODEL_NAME, SOLUTIONS, OpenAIServerDouble, render_completion, repertoire, task_grids
+from agent.benchmarks.server_double import MODEL_NAME, SOLUTIONS, OpenAIServerDouble, render_completion, repertoire, task_grids
 from agent.program import extract_program
 from arcsynth.datasets import load_dataset
 from prompts import build_first_prompt
 from sandbox import Sandbox, SandboxConfig
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_the_pool_solutions_solve_their_real_tasks_in_the_sandbox():
