@@ -36,6 +36,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Optional
 
+from sandbox.bench import FLOOD_FILL
+
 MODEL_NAME = "pipeline-double"
 """The model id the double serves."""
 
@@ -106,33 +108,8 @@ def _numpy_family(rng: random.Random) -> str:
 
 
 def _flood_fill(rng: random.Random) -> str:
-    fill = rng.randrange(1, 10)
-    return f"""from collections import deque
-
-
-def transform(grid):
-    h, w = grid.shape
-    g = grid.tolist()
-    seen = [[False] * w for _ in range(h)]
-    queue = deque()
-    for r in range(h):
-        for c in range(w):
-            if (r in (0, h - 1) or c in (0, w - 1)) and g[r][c] == 0:
-                seen[r][c] = True
-                queue.append((r, c))
-    while queue:
-        r, c = queue.popleft()
-        for dr, dc in ((1, 0), (-1, 0), (0, 1), (0, -1)):
-            nr, nc = r + dr, c + dc
-            if 0 <= nr < h and 0 <= nc < w and not seen[nr][nc] and g[nr][nc] == 0:
-                seen[nr][nc] = True
-                queue.append((nr, nc))
-    for r in range(h):
-        for c in range(w):
-            if g[r][c] == 0 and not seen[r][c]:
-                g[r][c] = {fill}
-    return g
-"""
+    # The sandbox benchmark's flood fill of enclosed background, in a colour drawn here.
+    return FLOOD_FILL.replace("g[r][c] = 4", f"g[r][c] = {rng.randrange(1, 10)}")
 
 
 def _components(rng: random.Random) -> str:
