@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 import agent.backends.openai_server as openai_server
 from agent.backends.base import BackendError, Message, SamplingParams
 from agent.backends.openai_server import OpenAIBackend, normalise_base_url, topup_seed
+from http_double import JSONHandler, LocalServer
 
 
 def free_port() -> int:
@@ -102,7 +101,7 @@ def test_topup_seeds_are_deterministic_and_distinct():
 # -- fault injection: a scripted test double, only for failures a real server will not produce on demand --
 
 
-class FaultInjectingServer:
+class FaultInjectingServer(LocalServer):
     """Test double of an OpenAI-compatible server that plays a script of faults.
 
     Script steps: an int status code (answered with an error body), "drop" (close the
@@ -117,10 +116,7 @@ class FaultInjectingServer:
         self.headers: list[dict] = []
         double = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
+        class Handler(JSONHandler):
             def do_GET(self):
                 self._json(200, {"object": "list", "data": [{"id": "double", "object": "model"}]})
 
@@ -147,27 +143,8 @@ class FaultInjectingServer:
                 ]
                 self._json(200, {"choices": choices, "usage": {"prompt_tokens": 17, "completion_tokens": 30 * k}})
 
-            def _json(self, status, payload, headers=None):
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for key, value in (headers or {}).items():
-                    self.send_header(key, value)
-                self.end_headers()
-                self.wfile.write(data)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self._serve(Handler)
 
 
 @pytest.fixture(autouse=True)
@@ -282,7 +259,7 @@ def test_token_count_without_tokenizer_is_a_flagged_estimate():
 # server is exercised in test_llama_server.py --
 
 
-class LlamaCppDouble:
+class LlamaCppDouble(LocalServer):
     """Test double of llama.cpp's `llama-server` as it behaves on the wire.
 
     /health answers 503 'Loading model' until ``loading_s`` have passed (its /v1/models
@@ -297,10 +274,7 @@ class LlamaCppDouble:
         self.health_polls = 0
         double = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
+        class Handler(JSONHandler):
             def do_GET(self):
                 loading = time.monotonic() < double.ready_at
                 if self.path == "/health":
@@ -335,25 +309,8 @@ class LlamaCppDouble:
                 usage = {"prompt_tokens": 11, "completion_tokens": len(texts[0].split())}  # the first choice's only
                 self._json(200, {"choices": choices, "usage": usage, "model": "/models/m.gguf"})
 
-            def _json(self, status, payload):
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self._serve(Handler)
 
 
 async def test_start_waits_while_llama_cpp_loads_its_model(capsys):

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -25,42 +23,31 @@ from sandbox import Sandbox, SandboxConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # scripted_backend
 from scripted_backend import MemoryRecorder  # noqa: E402
+from http_double import JSONHandler, LocalServer  # noqa: E402
 
 pytestmark = pytest.mark.asyncio
 
 PROGRAM = "import numpy as np\n\ndef transform(grid):\n    return np.rot90(np.array(grid), 2)\n"
 
 
-class ToolCallingServerDouble:
+class ToolCallingServerDouble(LocalServer):
     """TEST DOUBLE of an OpenAI-compatible server with function calling and a reasoning parser."""
 
     def __init__(self) -> None:
         self.requests: list[dict] = []
         double = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
+        class Handler(JSONHandler):
             def do_GET(self):
-                self._json({"object": "list", "data": [{"id": "double", "object": "model"}]})
+                self._json(200, {"object": "list", "data": [{"id": "double", "object": "model"}]})
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 double.requests.append(body)
-                self._json(double.answer(body))
+                self._json(200, double.answer(body))
 
-            def _json(self, payload):
-                data = json.dumps(payload).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._serve(Handler)
 
     def answer(self, body: dict) -> dict:
         last = body["messages"][-1]
@@ -75,13 +62,6 @@ class ToolCallingServerDouble:
         return {"choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}],
                 "usage": {"prompt_tokens": 100, "completion_tokens": 20}}
 
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 
