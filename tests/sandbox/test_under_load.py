@@ -156,7 +156,10 @@ def _parent(pid: int) -> int:
 def _is_host_fork(pid: int) -> bool:
     """Whether ``pid`` runs the sandbox host's code: the host itself or a zygote forked from it."""
     with open(f"/proc/{pid}/cmdline", "rb") as f:
-        return b"sandbox.host" in f.read()
+        argv = f.read().split(b"\0")
+    # bwrap's own processes (its outer process and the namespace's init) carry the host's
+    # command line as arguments: they are not host forks, and killing one kills the sandbox.
+    return any(b"sandbox.host" in a for a in argv) and os.path.basename(argv[0]) != b"bwrap"
 
 
 def _program_children(sb) -> list[int]:
