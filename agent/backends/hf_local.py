@@ -127,7 +127,8 @@ class TransformersBackend:
         huggingface_hub retries an unreachable host for ~50 s per file; one short probe
         turns that into an immediate, clear error.
         """
-        import httpx
+        import urllib.error
+        import urllib.request
 
         if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
             raise BackendError(
@@ -140,8 +141,10 @@ class TransformersBackend:
         except ImportError:
             endpoint = "https://huggingface.co"
         try:
-            httpx.head(endpoint, timeout=5.0)
-        except httpx.HTTPError as exc:
+            urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=5.0).close()
+        except urllib.error.HTTPError:
+            pass  # it answered: reachable
+        except (OSError, ValueError) as exc:
             raise BackendError(
                 f"model {self.model_id!r} is not in the local Hugging Face cache and {endpoint} cannot be reached "
                 f"({type(exc).__name__}); download it first or give a local model folder"

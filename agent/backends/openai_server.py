@@ -15,8 +15,8 @@ import weakref
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
 
+from agent.backends import http
 from agent.backends.base import BackendError, Completion, Message, SamplingParams, ToolCall
 from agent.backends.endpoints import Endpoint, EndpointSet
 from agent.backends.embedded import embedded_cache_dir, is_embedded_alias
@@ -98,10 +98,6 @@ class _Unreachable(BackendError):
     """A server did not answer (refused, dropped or timed out), or is still loading its model."""
 
 
-# Transport failures that mean the server is gone (refused or dropped connections), not slow.
-_DEAD_SERVER_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
-
-
 def task_key(request_id: str) -> str | None:
     """The part of a request id that names its task ('<task>/r<round>/q<index>'): the affinity key."""
     return request_id.split("/", 1)[0] or None
@@ -175,7 +171,7 @@ class OpenAIBackend:
         # What llama.cpp's server told about itself (/props), None for other servers.
         self.llama_cpp: dict[str, Any] | None = None
         self._tokenizer: Any = None
-        self._client: httpx.AsyncClient | None = None
+        self._client: http.Client | None = None
         self._semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
         self._served: dict[str, Any] = {}
         # HTTP requests sent for completions, retries included (for run statistics).
@@ -200,19 +196,23 @@ class OpenAIBackend:
             return redact_url(self.base_url)
         return f"one of {self.endpoints.describe()}"
 
-    def _new_client(self, timeout: float) -> httpx.AsyncClient:
-        return httpx.AsyncClient(headers=self._headers(), timeout=httpx.Timeout(timeout, connect=10.0))
+    def _new_client(self, timeout: float) -> http.Client:
+        return http.Client(headers=self._headers(), timeout_s=timeout)
 
     async def start(self) -> None:
         if self.tokenizer_path and self._tokenizer is None:
             self._tokenizer = await asyncio.to_thread(load_tokenizer, self.tokenizer_path)
         if self._client is None:
-            self._client = httpx.AsyncClient(
-                headers=self._headers(),
-                timeout=httpx.Timeout(self.request_timeout_s, connect=10.0),
-                # The semaphore is the real limit; the pool must not queue requests behind it.
-                limits=httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency),
-            )
+            # The semaphore is the real limit; the pool must not queue requests behind it.
+            self._client = http.Client(headers=self._headers(), timeout_s=self.request_timeout_s, max_connections=self.concurrency)
+        try:
+            await self._check_endpoints()
+        except BaseException:
+            await self.close()  # a start that fails leaves no open connections behind
+            raise
+
+    async def _check_endpoints(self) -> None:
+        assert self._client is not None
         eps = list(self.endpoints)
         if len(eps) == 1:
             await self._check_endpoint(eps[0], self._client, wait=True)
@@ -235,7 +235,7 @@ class OpenAIBackend:
         self._served = first.model_entry
         self.llama_cpp = first.llama_cpp
 
-    async def _check_endpoint(self, ep: Endpoint, client: httpx.AsyncClient, *, wait: bool) -> None:
+    async def _check_endpoint(self, ep: Endpoint, client: http.Client, *, wait: bool) -> None:
         """Check that ``ep`` serves the model and learn how; ``wait``: wait out a model loading.
 
         Raises :class:`_Unreachable` for a server that does not answer (or still loads its
@@ -249,8 +249,8 @@ class OpenAIBackend:
                     raise _Unreachable(f"server at {where} is loading its model ({_error_text(resp)})")
                 await self._wait_while_loading(client, f"{ep.url}/models", where)
                 resp = await client.get(f"{ep.url}/models", timeout=30.0)
-        except httpx.HTTPError as exc:
-            raise _Unreachable(f"OpenAI-compatible server at {where} is unreachable: {type(exc).__name__}: {exc}") from exc
+        except http.HTTPError as exc:
+            raise _Unreachable(f"OpenAI-compatible server at {where} is unreachable: {exc}") from exc
         if resp.status_code != 200:
             raise BackendError(f"server at {where} answered GET /models with HTTP {resp.status_code}: {resp.text[:300]}")
         try:
@@ -294,7 +294,7 @@ class OpenAIBackend:
                 return False
         return True
 
-    async def _wait_while_loading(self, client: httpx.AsyncClient, url: str, where: str) -> None:
+    async def _wait_while_loading(self, client: http.Client, url: str, where: str) -> None:
         """Poll ``url`` while it answers 503 (a server loading its model), at most ``startup_timeout_s``."""
         deadline = time.monotonic() + self.startup_timeout_s
         said = False
@@ -312,7 +312,7 @@ class OpenAIBackend:
                 )
             await asyncio.sleep(_LOADING_POLL_S)
 
-    async def _probe_llama_cpp(self, ep: Endpoint, client: httpx.AsyncClient, *, wait: bool) -> dict[str, Any] | None:
+    async def _probe_llama_cpp(self, ep: Endpoint, client: http.Client, *, wait: bool) -> dict[str, Any] | None:
         """Wait out llama.cpp's model loading (its /health answers 503) and read its slot count.
 
         Its /v1/models answers while the model is still loading, so a run would otherwise
@@ -328,7 +328,7 @@ class OpenAIBackend:
                 await self._wait_while_loading(client, f"{root}/health", ep.label)
             props = await client.get(f"{root}/props", timeout=30.0)
             info = props.json() if props.status_code == 200 else None
-        except (httpx.HTTPError, ValueError):
+        except (http.HTTPError, ValueError):
             return None
         if not isinstance(info, dict) or not isinstance(info.get("total_slots"), int):
             return None
@@ -392,10 +392,10 @@ class OpenAIBackend:
                 try:
                     sent = body if ep.served_model_id in (None, body.get("model")) else {**body, "model": ep.served_model_id}
                     resp = await self._client.post(f"{ep.url}{path}", json=sent)
-                except (httpx.TimeoutException, httpx.TransportError) as exc:
-                    last_reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                except http.HTTPError as exc:
+                    last_reason = str(exc)
                     resp = None
-                    endpoints.failed(ep, last_reason, dead=isinstance(exc, _DEAD_SERVER_ERRORS))
+                    endpoints.failed(ep, last_reason, dead=exc.dead)
                 finally:
                     ep.in_flight -= 1
                 latency = time.perf_counter() - started
@@ -522,12 +522,13 @@ class OpenAIBackend:
 
         async def count(text: str) -> int:
             resp = await self._client.post(url, json={"content": text, "add_special": False}, timeout=60.0)
-            resp.raise_for_status()
+            if resp.status_code != 200:
+                raise ValueError(f"HTTP {resp.status_code}")
             return len(resp.json()["tokens"])
 
         try:
             counted = await asyncio.gather(*(count(t) for t, r in zip(texts, reasons) if r != "length" and t))
-        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        except (http.HTTPError, ValueError, KeyError, TypeError):
             return None
         it = iter(counted)
         return [max_tokens if r == "length" else (next(it) if t else 0) for t, r in zip(texts, reasons)]
@@ -611,7 +612,7 @@ class OpenAIBackend:
             "tokenizer": self.tokenizer_path,
             "token_counts": "estimate" if self.token_counts_estimated else "tokenizer",
             "chars_per_token_estimate": CHARS_PER_TOKEN_ESTIMATE if self.token_counts_estimated else None,
-            "httpx": httpx.__version__,
+            "aiohttp": http.version(),
             **({"endpoints": self.endpoints.stats()} if self.endpoints.several else {}),
         }
 
@@ -637,7 +638,7 @@ def _backoff_s(attempt: int) -> float:
     return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
-def _error_text(resp: httpx.Response) -> str:
+def _error_text(resp: http.Response) -> str:
     """The message of an error answer: OpenAI-style ``{"error": {"message": ...}}``, else the body's start."""
     try:
         error = resp.json().get("error")
@@ -649,7 +650,7 @@ def _error_text(resp: httpx.Response) -> str:
     return resp.text[:200]
 
 
-def _retry_after_s(resp: httpx.Response) -> float | None:
+def _retry_after_s(resp: http.Response) -> float | None:
     value = resp.headers.get("retry-after")
     try:
         return min(float(value), _BACKOFF_CAP_S) if value is not None else None

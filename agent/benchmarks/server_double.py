@@ -68,6 +68,12 @@ SOLUTIONS: dict[str, str] = {
 """Correct programs for real ARC-AGI-1 training tasks, by task id."""
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver's listen backlog is 5: a client opening its whole pool at once (64
+    # connections) would see resets a real server (uvicorn: 2048) never gives.
+    request_queue_size = 1024
+
+
 def _pick(rng: random.Random, items: list) -> Any:
     return items[rng.randrange(len(items))]
 
@@ -380,7 +386,7 @@ class OpenAIServerDouble:
                     double.requests += 1
                 self._send(200, double.answer(body))
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._server = _Server(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, name="server-double", daemon=True).start()
         return self._server.server_address[1]
