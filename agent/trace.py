@@ -444,6 +444,9 @@ class TraceWriter:
         self._encoder = TraceEncoder()
         self._repair_torn_tail()
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        # The file's size after the last whole event, kept here rather than asked of the
+        # kernel per event: only this writer appends (the run directory is locked).
+        self._size = os.fstat(self._fd).st_size
 
     def _repair_torn_tail(self) -> None:
         # A line torn by a kill would glue itself to the next event; end it first.
@@ -455,7 +458,7 @@ class TraceWriter:
 
     def write(self, event: _Event) -> None:
         data = "".join(line + "\n" for line in self._encoder.encode(event)).encode("utf-8")
-        size = os.fstat(self._fd).st_size
+        size = self._size
         try:
             view = memoryview(data)
             while view:
@@ -470,6 +473,7 @@ class TraceWriter:
             except OSError:
                 pass  # the reader skips a torn last line anyway
             raise
+        self._size = size + len(data)
         self._encoder.written(True)
 
     def close(self) -> None:
