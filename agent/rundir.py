@@ -10,6 +10,7 @@ Layout of a run directory::
     summary.json      totals over results/ (rewritten at the end of each run or resume)
     programs/<task>/<program>.py  each program that passes every train pair
     submission.json   Kaggle form {task_id: [{attempt_1, attempt_2}, ...]}
+    .lock             held (flock) by the process writing the run; holds its pid
 
 ``results/`` is the record of what is done: a resume skips exactly the tasks that
 have a result file, and summary and submission are rebuilt from those files only,
@@ -41,6 +42,7 @@ RESULTS = "results"
 PROGRAMS = "programs"
 SUMMARY = "summary.json"
 SUBMISSION = "submission.json"
+LOCK = ".lock"
 
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -131,6 +133,45 @@ class RunDir:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self._lock_fd: int | None = None
+
+    def lock(self) -> None:
+        """Take the run directory for this process while it writes the run.
+
+        Two processes appending to one trace (a ``--resume`` started while the run is
+        still going) would interleave their events and results. The lock is an ``flock``
+        on ``.lock``: the kernel drops it when the process ends, even by ``kill -9``, so a
+        crashed run never stays locked.
+        """
+        if self._lock_fd is not None:
+            return
+        import fcntl
+
+        target = self.path / LOCK
+        try:
+            fd = os.open(target, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise RunDirError(f"cannot lock run directory {self.path}: {_os_reason(e)}") from e
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            try:
+                holder = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
+            except OSError:
+                holder = "?"
+            os.close(fd)
+            raise RunDirError(
+                f"run directory {self.path} is being written by another arcsynth process (pid {holder}); "
+                "wait for it to finish or stop it first"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     # -- paths ---------------------------------------------------------------------------
     @property

@@ -561,10 +561,12 @@ def run_solve(
     try:
         if resume is None:
             rd = RunDir.create(out if out is not None else default_run_dir(cfg.out_root, cfg.name))
+            rd.lock()
             cfg = resolve_environment(cfg)
             rd.write_config(config_to_toml(cfg))
             rd.write_args(argv)
         else:
+            rd.lock()
             rd.append_args(argv)
     except RunDirError as e:
         raise SolveFailure(str(e)) from None

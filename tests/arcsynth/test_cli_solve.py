@@ -217,3 +217,33 @@ def test_the_terminal_display_shows_each_task_in_flight_and_keeps_a_line_per_fin
         assert not display._tasks
     out = capsys.readouterr().out
     assert sum(bool(re.search(r"\[\d/3\] \w{8}: ", line)) for line in out.splitlines()) == 3
+
+
+def test_a_run_being_written_by_another_process_is_not_resumed_beside_it(recorded, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(recorded, run)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    # Another process holding the run, as a solve in progress does (its lock, its pid).
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from agent.rundir import RunDir; RunDir(sys.argv[1]).lock(); print('ok', flush=True); sys.stdin.read()", run],
+        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "ok"
+        r = cli("--resume", run)
+        assert r.exit_code == 2, r.output
+        assert "being written by another arcsynth process" in r.output and f"pid {holder.pid}" in r.output
+        assert "Traceback" not in r.output
+        assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name != ".lock"} == {
+            k: v for k, v in before.items() if k != ".lock"}
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    # Once that process is gone (however it ended) the run can be continued.
+    from agent.rundir import RunDir
+
+    rd = RunDir(run)
+    rd.lock()
+    rd.unlock()
