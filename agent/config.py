@@ -126,6 +126,11 @@ class PromptConfig(_Strict):
         "agent/library.py). A puzzle whose train inputs are the task's own is never shown.",
     )
     library_k: int = Field(2, ge=1, description="Library examples shown in each first prompt (fewer when the prompt must shrink).")
+    observations: bool = Field(
+        False,
+        description="State what the shown examples change, counted from the grids (sizes; which colours become "
+        "which, in how many cells), before the instruction: a small model rarely sees it for itself. Never the rule.",
+    )
     offer_scipy: Optional[bool] = Field(
         None,
         description="Tell the model that scipy.ndimage may be imported. Unset = whether scipy is installed when the "

@@ -105,7 +105,7 @@ def _record(task: Task, v: VerdictEvent, source: str, cfg: Any) -> dict[str, Any
     p = cfg.prompt
     prompt = build_first_prompt(
         relabelled, encoding=p.encoding, max_prompt_tokens=10**9, count_tokens=_chars_div_4,
-        show_test_inputs=p.show_test_inputs, scipy_available=p.offer_scipy,
+        show_test_inputs=p.show_test_inputs, scipy_available=p.offer_scipy, observations=p.observations,
     )
     messages = [{"role": m.role, "content": m.content} for m in prompt.messages]
     messages.append({"role": "assistant", "content": f"```python\n{source.strip()}\n```"})

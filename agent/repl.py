@@ -152,7 +152,7 @@ class ReplConversation:
                   "max_output_chars": self.limits.max_output_chars}
         prompt = build_repl_prompt(
             self.task, encoding=p.encoding, max_prompt_tokens=p.max_prompt_tokens, count_tokens=backend.count_tokens,
-            limits=limits, tools=self.tools, templates_dir=p.templates_dir, show_test_inputs=p.show_test_inputs, scipy_available=p.offer_scipy,
+            limits=limits, tools=self.tools, templates_dir=p.templates_dir, show_test_inputs=p.show_test_inputs, scipy_available=p.offer_scipy, observations=p.observations,
         )
         messages, encoding = list(prompt.messages), prompt.encoding
         per_attempt = self.limits.max_tokens

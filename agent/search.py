@@ -193,7 +193,7 @@ class TaskSearch:
         return build_first_prompt(
             self.task, encoding=p.encoding, max_prompt_tokens=p.max_prompt_tokens,
             count_tokens=self.ctx.backend.count_tokens, templates_dir=p.templates_dir,
-            shuffle_seed=shuffle_seed, show_test_inputs=p.show_test_inputs, scipy_available=p.offer_scipy,
+            shuffle_seed=shuffle_seed, show_test_inputs=p.show_test_inputs, scipy_available=p.offer_scipy, observations=p.observations,
             code_only=p.style == "code", prefill=p.prefill, library=self.library,
         )
 
@@ -203,7 +203,7 @@ class TaskSearch:
         return build_refine_prompt(
             self.task, parents, encoding=p.encoding, max_prompt_tokens=p.max_prompt_tokens,
             count_tokens=self.ctx.backend.count_tokens, max_parents=len(parents), templates_dir=p.templates_dir,
-            shuffle_seed=shuffle_seed, show_test_inputs=p.show_test_inputs, scipy_available=p.offer_scipy,
+            shuffle_seed=shuffle_seed, show_test_inputs=p.show_test_inputs, scipy_available=p.offer_scipy, observations=p.observations,
             code_only=p.style == "code", prefill=p.prefill, focus=choice.focus, crossover=choice.move == "crossover",
         )
 

@@ -36,6 +36,7 @@ from arcsynth.grid import shape_str
 from arcsynth.task import Task
 from prompts.encodings import COMPACT_ENCODING, get_encoding
 from prompts.feedback import FeedbackDetail, parent_feedback, score_line
+from prompts.observations import observations as task_observations
 from prompts.templating import render
 from sandbox.verdict import CandidateVerdict
 
@@ -102,6 +103,7 @@ class _Plan:
     parents: tuple[int, ...] = ()  # indices into the best-first parent list
     detail: FeedbackDetail = "full"
     library: tuple[int, ...] = ()  # indices into the library examples, most similar first
+    observations: bool = False  # state what the shown examples change (prompts.observations)
 
 
 def _scipy_available() -> bool:
@@ -140,6 +142,7 @@ def _context(task: Task, plan: _Plan, scipy_available: bool, code_only: bool = F
         "tests": tests,
         "scipy_available": scipy_available,
         "code_only": code_only,
+        "observations": task_observations(task, plan.shown) if plan.observations else [],
     }
 
 
@@ -282,19 +285,21 @@ def build_first_prompt(
     code_only: bool = False,
     prefill: str | None = None,
     library: list[LibraryExample] | None = None,
+    observations: bool = False,
 ) -> Prompt:
     """The prompt for a first attempt at ``task``, shrunk to ``max_prompt_tokens``.
 
     ``shuffle_seed`` shuffles the train pair order (None keeps the task order);
     ``scipy_available`` defaults to whether scipy is importable here; ``library``
-    (most similar first) are solved puzzles shown before the task as worked examples.
+    (most similar first) are solved puzzles shown before the task as worked examples;
+    ``observations`` states what the shown examples change (:mod:`prompts.observations`).
     Raises :class:`PromptTooLong`, ``UnknownEncoding`` or ``PromptTemplateError``.
     """
     get_encoding(encoding)  # an unknown name fails before any rendering
     scipy_ok = _scipy_available() if scipy_available is None else scipy_available
     library = list(library or [])
     plan = _Plan(encoding=encoding, shown=_display_order(task, shuffle_seed), show_tests=show_test_inputs,
-                 library=tuple(range(len(library))))
+                 library=tuple(range(len(library))), observations=observations)
 
     def render_plan(p: _Plan) -> list[Message]:
         ctx = _context(task, p, scipy_ok, code_only)
@@ -340,6 +345,7 @@ def build_refine_prompt(
     prefill: str | None = None,
     focus: list[int] | None = None,
     crossover: bool = False,
+    observations: bool = False,
 ) -> Prompt:
     """A refinement prompt: the task, then up to ``max_parents`` earlier programs
     (best first) each with its source, train score and per-pair feedback.
@@ -366,6 +372,7 @@ def build_refine_prompt(
         show_tests=show_test_inputs,
         parents=ranked,
         detail=feedback_detail,
+        observations=observations,
     )
 
     def render_plan(p: _Plan) -> list[Message]:
@@ -403,6 +410,7 @@ def build_repl_prompt(
     show_test_inputs: bool = True,
     system_message: bool = True,
     scipy_available: bool | None = None,
+    observations: bool = False,
 ) -> Prompt:
     """The opening of a REPL conversation: the task, the REPL and its ``limits``, how to submit.
 
@@ -413,7 +421,7 @@ def build_repl_prompt(
     """
     get_encoding(encoding)
     scipy_ok = _scipy_available() if scipy_available is None else scipy_available
-    plan = _Plan(encoding=encoding, shown=_display_order(task, None), show_tests=show_test_inputs)
+    plan = _Plan(encoding=encoding, shown=_display_order(task, None), show_tests=show_test_inputs, observations=observations)
 
     def render_plan(p: _Plan) -> list[Message]:
         ctx = dict(_context(task, p, scipy_ok), limits=limits, tools=tools)
