@@ -109,10 +109,11 @@ def server_double(task_ids: list[str], latency_ms: float, seed: int, dataset: st
 
 def bench_config(base_url: str, *, rounds: int, prompts: int, samples: int, concurrency: int, workers: int, seed: int) -> Any:
     from agent.backends import ModelConfig
-    from agent.config import BudgetConfig, RunConfig, SamplingConfig
+    from agent.config import BudgetConfig, RunConfig, SamplingConfig, resolve_environment
     from sandbox import SandboxConfig
 
-    return RunConfig(
+    # Resolved as `solve` resolves a new run's config, so prompts are built as in a real run.
+    return resolve_environment(RunConfig(
         name="bench-pipeline",
         seed=seed,
         concurrency=concurrency,
@@ -120,7 +121,7 @@ def bench_config(base_url: str, *, rounds: int, prompts: int, samples: int, conc
         sampling=SamplingConfig(temperature=1.0, max_tokens=1024, samples_per_prompt=samples),
         budget=BudgetConfig(rounds=rounds, first_prompts=prompts, refine_prompts=prompts, stop_after_passing=None),
         sandbox=SandboxConfig(workers=workers),
-    )
+    ))
 
 
 class LoopLag:
