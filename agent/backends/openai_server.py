@@ -15,7 +15,6 @@ import weakref
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-
 from agent.backends import http
 from agent.backends.base import BackendError, Completion, Message, SamplingParams, ToolCall
 from agent.backends.endpoints import Endpoint, EndpointSet
