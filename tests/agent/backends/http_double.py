@@ -13,6 +13,14 @@ class JSONHandler(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+    def _body(self):
+        """The request's JSON body."""
+        return json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+
+    def _models(self, *ids: str) -> None:
+        """Answer GET /models listing ``ids``."""
+        self._json(200, {"object": "list", "data": [{"id": i, "object": "model"} for i in ids]})
+
     def _json(self, status: int, payload, headers: dict | None = None) -> None:
         data = json.dumps(payload).encode()
         self.send_response(status)
@@ -39,3 +47,22 @@ class LocalServer:
     def __exit__(self, *exc):
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+async def solve_over_http(task, cfg, model: str, base_url: str):
+    """Solve ``task`` with ``cfg`` through the real OpenAI backend at ``base_url`` and a one-worker
+    sandbox; the outcome and the events it recorded."""
+    from agent.backends.openai_server import OpenAIBackend
+    from agent.loop import SolveContext, solve_task
+    from sandbox import Sandbox, SandboxConfig
+    from scripted_backend import MemoryRecorder
+
+    backend = OpenAIBackend(model, base_url=base_url, endpoint="chat")
+    await backend.start()
+    rec = MemoryRecorder()
+    try:
+        async with Sandbox(SandboxConfig(workers=1)) as sb:
+            outcome = await solve_task(task, SolveContext(config=cfg, backend=backend, sandbox=sb, recorder=rec))
+    finally:
+        await backend.close()
+    return outcome, rec

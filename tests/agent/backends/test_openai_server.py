@@ -118,10 +118,10 @@ class FaultInjectingServer(LocalServer):
 
         class Handler(JSONHandler):
             def do_GET(self):
-                self._json(200, {"object": "list", "data": [{"id": "double", "object": "model"}]})
+                self._models("double")
 
             def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                body = self._body()
                 double.requests.append(body)
                 double.headers.append(dict(self.headers))
                 step = double.script[min(len(double.requests) - 1, len(double.script) - 1)]
@@ -286,12 +286,12 @@ class LlamaCppDouble(LocalServer):
                 elif self.path == "/props" and publish_props and not loading:
                     self._json(200, {"total_slots": slots, "model_path": "/models/m.gguf", "build_info": "b0-double"})
                 elif self.path == "/v1/models":
-                    self._json(200, {"object": "list", "data": [{"id": "/models/m.gguf", "object": "model"}]})
+                    self._models("/models/m.gguf")
                 else:
                     self._json(404, {"error": {"code": 404, "message": "File Not Found", "type": "not_found_error"}})
 
             def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                body = self._body()
                 if self.path == "/tokenize":
                     self._json(200, {"tokens": list(range(len(body["content"].split())))})
                     return

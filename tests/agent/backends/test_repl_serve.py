@@ -14,15 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from agent.backends.openai_server import OpenAIBackend
 from agent.config import parse_config
-from agent.loop import SolveContext, solve_task
 from agent.program import code_blocks
 from arcsynth.datasets import load_dataset
-from sandbox import Sandbox, SandboxConfig
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # scripted_backend
-from scripted_backend import MemoryRecorder  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # scripted_backend, which http_double uses
+from http_double import solve_over_http  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio]
 
@@ -34,14 +31,7 @@ async def test_a_repl_conversation_with_a_real_server(transformers_server):
         "search.mode='repl'", "budget.max_programs=1", "search.repl.max_turns=3", "search.repl.max_tool_calls=4",
         "sampling.max_tokens=40", "sampling.temperature=0.7", "seed=3",
     ])
-    backend = OpenAIBackend(model, base_url=base_url, endpoint="chat")
-    await backend.start()
-    rec = MemoryRecorder()
-    try:
-        async with Sandbox(SandboxConfig(workers=1)) as sb:
-            outcome = await solve_task(task, SolveContext(config=cfg, backend=backend, sandbox=sb, recorder=rec))
-    finally:
-        await backend.close()
+    outcome, rec = await solve_over_http(task, cfg, model, base_url)
     assert outcome.status == "done", outcome.stop_reason
     prompts, completions, calls = rec.of("prompt"), rec.of("completion"), rec.of("tool_call")
     [end] = rec.of("repl_end")

@@ -15,15 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.backends.openai_server import OpenAIBackend
 from agent.config import ConfigError, parse_config
-from agent.loop import SolveContext, solve_task
 from arcsynth.datasets import load_dataset
-from sandbox import Sandbox, SandboxConfig
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # scripted_backend
-from scripted_backend import MemoryRecorder  # noqa: E402
-from http_double import JSONHandler, LocalServer  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # scripted_backend, which http_double uses
+from http_double import JSONHandler, LocalServer, solve_over_http  # noqa: E402
 
 pytestmark = pytest.mark.asyncio
 
@@ -39,10 +35,10 @@ class ToolCallingServerDouble(LocalServer):
 
         class Handler(JSONHandler):
             def do_GET(self):
-                self._json(200, {"object": "list", "data": [{"id": "double", "object": "model"}]})
+                self._models("double")
 
             def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                body = self._body()
                 double.requests.append(body)
                 self._json(200, double.answer(body))
 
@@ -73,14 +69,7 @@ async def test_run_python_and_submit_as_function_calls():
             "search.mode='repl'", "budget.max_programs=1", "budget.stop_after_passing=1",
         ])
         assert cfg.repl_protocol() == "tools"
-        backend = OpenAIBackend("double", base_url=double.url)
-        await backend.start()
-        rec = MemoryRecorder()
-        try:
-            async with Sandbox(SandboxConfig(workers=1)) as sb:
-                outcome = await solve_task(task, SolveContext(config=cfg, backend=backend, sandbox=sb, recorder=rec))
-        finally:
-            await backend.close()
+        outcome, rec = await solve_over_http(task, cfg, "double", double.url)
     assert outcome.solved_train and outcome.score == 1.0
     first, second = double.requests
     assert [t["function"]["name"] for t in first["tools"]] == ["run_python", "submit"]
