@@ -351,7 +351,7 @@ class Sandbox:
         # The request waits in the pipe while the program before it runs, which
         # may take up to the wall-clock backstop of its program limit.
         send_timeout = WALL_BACKSTOP_FACTOR * max(cfg.candidate_timeout_s, cfg.cell_timeout_s) * HANG_FACTOR + HANG_MARGIN_S + 1.0
-        deaths: list[str] = []  # how the workers that died under this program ended
+        deaths: list[str] = []  # how the workers that died while trying to run this program ended
         for _attempt in range(_MAX_REQUEUES):
             w = await self._pooled_worker(slot)
             seq = w.take_seq()
@@ -359,8 +359,12 @@ class Sandbox:
                 try:
                     nonce, npairs = await send(w, source, inputs, pair_limit, send_timeout, cell_limit)
                 except WorkerDied:
-                    if not w.dead:  # it died idle, or stopped reading
-                        await self._retire(slot, w, Exchange([], "died"))
+                    if not w.dead:  # it died idle (killed from outside), or stopped reading
+                        gone = Exchange([], "died")
+                        await self._retire(slot, w, gone)
+                        # Counted like a death under the program: if every worker goes this
+                        # way, the error says how they ended, not that they were "replaced".
+                        deaths.append(gone.detail or "died")
                     continue
                 await w.wait_turn(seq)
                 if w.dead:  # retired by the candidate before ours; our request went with it
