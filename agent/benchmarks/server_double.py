@@ -26,14 +26,15 @@ work is not counted against the agent's main process.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import json
 import random
 import re
+import socket
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Optional
 
 from sandbox.bench import FLOOD_FILL
@@ -68,10 +69,9 @@ SOLUTIONS: dict[str, str] = {
 """Correct programs for real ARC-AGI-1 training tasks, by task id."""
 
 
-class _Server(ThreadingHTTPServer):
-    # socketserver's listen backlog is 5: a client opening its whole pool at once (64
-    # connections) would see resets a real server (uvicorn: 2048) never gives.
-    request_queue_size = 1024
+# A client opening its whole pool at once (64 connections) must not see resets a real
+# server (uvicorn: a backlog of 2048) never gives.
+_BACKLOG = 1024
 
 
 def _pick(rng: random.Random, items: list) -> Any:
@@ -277,6 +277,11 @@ def render_completion(code: str, rng: random.Random, max_tokens: int) -> tuple[s
 # The server
 
 
+REPLIES_PER_TASK = 512
+"""Rendered replies per task: enough that a task's 64-208 programs repeat about as a model's do."""
+_NO_LIMIT = 1 << 30
+
+
 class TaskFinder:
     """The task a prompt is about, from the digits of its grids (whatever the grid encoding)."""
 
@@ -298,7 +303,7 @@ class OpenAIServerDouble:
     """Test double of an OpenAI-compatible model server (see the module docstring).
 
     ``latency_s`` delays every answer (a model that takes time); requests are
-    answered concurrently, one thread each.
+    answered concurrently, on one event loop.
     """
 
     def __init__(self, tasks: dict[str, list[str]], *, latency_s: float = 0.0, seed: int = 0, repertoire_size: int = 64):
@@ -306,33 +311,50 @@ class OpenAIServerDouble:
         self.latency_s = latency_s
         self.seed = seed
         self.repertoire_size = repertoire_size
-        self._repertoires: dict[str, list[str]] = {}
+        self._replies: dict[str, list[tuple[str, str]]] = {}
         self._lock = threading.Lock()
         self.requests = 0
-        self._server: Optional[ThreadingHTTPServer] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._thread: Optional[threading.Thread] = None
+        self._port = 0
 
-    def _programs(self, task_id: Optional[str]) -> list[str]:
+    def replies(self, task_id: Optional[str]) -> list[tuple[str, str]]:
+        """The double's rendered replies for ``task_id`` as (text, finish_reason), before any token limit.
+
+        Rendered once per task, ``REPLIES_PER_TASK`` of them, drawn from the task's
+        repertoire with a skew towards its first programs (models repeat favourites):
+        answering a request then only picks from them, so the double's own CPU, which
+        shares the machine with the agent under test, stays small.
+        """
         key = task_id or "?"
         with self._lock:
-            if key not in self._repertoires:
-                self._repertoires[key] = repertoire(key, self.repertoire_size, self.seed)
-            return self._repertoires[key]
+            replies = self._replies.get(key)
+            if replies is None:
+                programs = repertoire(key, self.repertoire_size, self.seed)
+                rng = random.Random(f"{self.seed}/{key}/replies")
+                replies = []
+                for _ in range(REPLIES_PER_TASK):
+                    code = programs[min(int(rng.expovariate(2.0 / len(programs))), len(programs) - 1)]
+                    replies.append(render_completion(code, rng, _NO_LIMIT))
+                self._replies[key] = replies
+            return replies
 
     def answer(self, body: dict[str, Any]) -> dict[str, Any]:
         """The chat-completion answer to one request body."""
         messages = body.get("messages") or []
         prompt = "\n".join(str(m.get("content", "")) for m in messages if m.get("role") == "user")
         task_id = self.finder.find(prompt)
-        programs = self._programs(task_id)
+        replies = self.replies(task_id)
         n = int(body.get("n") or 1)
-        max_tokens = int(body.get("max_tokens") or 1024)
+        # A reply longer than max_tokens (~3.5 characters per token) is cut where the model would stop.
+        limit = int(int(body.get("max_tokens") or 1024) * 3.5)
         seed = body.get("seed")
+        rng = random.Random(f"{seed}/{task_id}" if seed is not None else None)
         choices, total = [], 0
         for i in range(n):
-            rng = random.Random(f"{seed}/{i}/{task_id}" if seed is not None else None)
-            # Skewed towards the first programs of the repertoire: models repeat favourites.
-            code = programs[min(int(rng.expovariate(2.0 / len(programs))), len(programs) - 1)]
-            text, reason = render_completion(code, rng, max_tokens)
+            text, reason = replies[rng.randrange(len(replies))]
+            if len(text) > limit:
+                text, reason = text[:limit], "length"
             tokens = max(1, int(len(text) / 3.5))
             total += tokens
             choices.append({"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": reason})
@@ -347,55 +369,78 @@ class OpenAIServerDouble:
         }
 
     def serve(self, port: int = 0) -> int:
-        """Start serving on 127.0.0.1 in a background thread; returns the port."""
-        double = self
+        """Start serving on 127.0.0.1 in a background thread (an event loop of its own); returns the port.
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"  # keep-alive: one connection per client slot
+        An asyncio server, as real model servers are: ``http.server`` with a thread per
+        connection cost several times its CPU per request, and on a small machine that
+        CPU is taken from the agent being measured.
+        """
+        from aiohttp import web
 
-            def log_message(self, *args: Any) -> None:  # quiet
-                pass
+        started = threading.Event()
+        failure: list[BaseException] = []
 
-            def _send(self, status: int, payload: dict[str, Any]) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+        async def models(request: web.Request) -> web.Response:
+            return web.json_response({"object": "list", "data": [{"id": MODEL_NAME, "object": "model", "owned_by": "arcsynth"}]})
 
-            def do_GET(self) -> None:
-                if self.path.rstrip("/").endswith("/models"):
-                    self._send(200, {"object": "list", "data": [{"id": MODEL_NAME, "object": "model", "owned_by": "arcsynth"}]})
-                else:
-                    self._send(404, {"error": {"message": f"no route {self.path}"}})
+        async def completions(request: web.Request) -> web.Response:
+            try:
+                body = json.loads(await request.read() or b"{}")
+            except ValueError:
+                return web.json_response({"error": {"message": "body is not JSON"}}, status=400)
+            if self.latency_s:
+                await asyncio.sleep(self.latency_s)
+            with self._lock:
+                self.requests += 1
+            return web.Response(body=json.dumps(self.answer(body)).encode(), content_type="application/json")
 
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                try:
-                    body = json.loads(self.rfile.read(length) or b"{}")
-                except ValueError:
-                    self._send(400, {"error": {"message": "body is not JSON"}})
-                    return
-                if not self.path.rstrip("/").endswith("/chat/completions"):
-                    self._send(404, {"error": {"message": f"no route {self.path}"}})
-                    return
-                if double.latency_s:
-                    time.sleep(double.latency_s)
-                with double._lock:
-                    double.requests += 1
-                self._send(200, double.answer(body))
+        async def elsewhere(request: web.Request) -> web.Response:
+            return web.json_response({"error": {"message": f"no route {request.path}"}}, status=404)
 
-        self._server = _Server(("127.0.0.1", port), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, name="server-double", daemon=True).start()
-        return self._server.server_address[1]
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            try:
+                app = web.Application(client_max_size=64 << 20)
+                app.router.add_get("/v1/models", models)
+                app.router.add_get("/models", models)
+                app.router.add_post("/v1/chat/completions", completions)
+                app.router.add_post("/chat/completions", completions)
+                app.router.add_route("*", "/{tail:.*}", elsewhere)
+                runner = web.AppRunner(app, access_log=None)
+                loop.run_until_complete(runner.setup())
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind(("127.0.0.1", port))
+                sock.listen(_BACKLOG)
+                self._port = sock.getsockname()[1]
+                loop.run_until_complete(web.SockSite(runner, sock).start())
+            except BaseException as e:  # noqa: BLE001 - reported to the thread that called serve()
+                failure.append(e)
+                started.set()
+                loop.close()
+                return
+            self._loop = loop
+            started.set()
+            try:
+                loop.run_forever()
+            finally:
+                loop.run_until_complete(runner.cleanup())
+                loop.close()
+
+        self._thread = threading.Thread(target=run, name="server-double", daemon=True)
+        self._thread.start()
+        started.wait()
+        if failure:
+            raise failure[0]
+        return self._port
 
     def shutdown(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        loop, self._loop = self._loop, None
+        if loop is not None:
+            loop.call_soon_threadsafe(loop.stop)
+        if self._thread is not None:
+            self._thread.join(10)
+            self._thread = None
 
 
 def task_grids(dataset: str, task_ids: list[str]) -> dict[str, list[str]]:
@@ -419,9 +464,12 @@ def main(argv: Optional[list[str]] = None) -> None:
     ap.add_argument("--dataset", default="arc1:train", help="dataset of the tasks")
     ap.add_argument("--tasks", required=True, help="comma-separated task ids")
     args = ap.parse_args(argv)
-    double = OpenAIServerDouble(task_grids(args.dataset, args.tasks.split(",")), latency_s=args.latency_ms / 1000, seed=args.seed)
+    task_ids = args.tasks.split(",")
+    double = OpenAIServerDouble(task_grids(args.dataset, task_ids), latency_s=args.latency_ms / 1000, seed=args.seed)
+    for task_id in task_ids:
+        double.replies(task_id)
     port = double.serve(args.port)
-    started = time.process_time()  # what serving costs, without loading the tasks
+    started = time.process_time()  # what serving costs, without loading the tasks or rendering replies
     print(f"listening {port}", flush=True)
     # Serve until stdin closes (the benchmark exits or is killed), then say what it cost.
     sys.stdin.read()
