@@ -164,11 +164,11 @@ class ProgressDisplay:
             if t is not None and tid in self._rows:
                 self._progress.update(self._rows[tid], stats=t.line(tid).split(": ", 1)[1])
             if finished:
-                self._tasks.pop(ev.task_id, None)
+                done = self._tasks.pop(ev.task_id, None)
                 row = self._rows.pop(ev.task_id, None)
                 if row is not None:
                     self._progress.remove_task(row)
-                self._progress.console.print(self._finished_line(ev, stats), highlight=False, markup=False)
+                self._progress.console.print(self._finished_line(ev, done, stats), highlight=False, markup=False)
             self._progress.update(self._bar, completed=self.c.done, stats=stats)
             return
         if new_round and t is not None and tid is not None:
@@ -187,14 +187,16 @@ class ProgressDisplay:
                 print(f"  {tid} round {t.round if t else '?'}: {req[1]} completions back after {ev.latency_s:.1f}s "
                       f"({req[2]} tokens, {rate:.1f} tok/s)", flush=True)
         if finished:
-            self._tasks.pop(ev.task_id, None)
-            print(self._finished_line(ev, stats), flush=True)
+            print(self._finished_line(ev, self._tasks.pop(ev.task_id, None), stats), flush=True)
 
-    def _finished_line(self, ev: Any, stats: str) -> str:
+    def _finished_line(self, ev: Any, done: TaskProgress | None, stats: str) -> str:
         score = "" if ev.score is None else f" score {ev.score:g}"
+        # What the sandbox made of the task's programs: a one-round run prints no round line.
+        judged = "" if done is None else (
+            f" ({done.verified} verified, best train accuracy {'-' if done.best is None else f'{done.best:.0%}'})")
         return (
             f"[{self.c.done}/{self.c.total}] {ev.task_id}: {'solved(train)' if ev.solved_train else 'unsolved'}{score}, "
-            f"{ev.n_programs} programs, {ev.completion_tokens} tokens, {ev.wall_s:.1f}s ({ev.stop_reason}); {stats}"
+            f"{ev.n_programs} programs{judged}, {ev.completion_tokens} tokens, {ev.wall_s:.1f}s ({ev.stop_reason}); {stats}"
         )
 
 

@@ -122,13 +122,20 @@ def test_a_run_writes_its_directory_and_prints_a_summary(recorded, tmp_path):
     assert str(out) in lines[0] and lines[-1] == f"run directory: {out}"
     # Not a terminal: one plain progress line per finished task, and one per task and
     # round when the round starts (the scripted run has 2 rounds), saying what was done.
-    assert sum(bool(re.match(r"\[\d/3\] \w{8}: ", line)) for line in lines) == 3
+    finished = [re.match(r"\[\d/3\] (\w{8}): .*, \d+ programs \((\d+) verified, best train accuracy (-|\d+%)\), ", line)
+                for line in lines]
+    finished = [m for m in finished if m]
+    assert len(finished) == 3 and any(int(m.group(2)) for m in finished), lines
     rounds = [line for line in lines if re.match(r"  \w{8} round 1: \d+ programs, \d+ verified, \d+ passing, best train accuracy", line)]
     assert len(rounds) == 3, lines
     # ... and one per request when its completions are all back.
     from agent.trace import read_trace
 
-    n_requests = sum(e.event == "prompt" for e in read_trace(out / "trace.jsonl"))
+    events = list(read_trace(out / "trace.jsonl"))
+    n_requests = sum(e.event == "prompt" for e in events)
+    # A finished task's line says how many of its programs the sandbox judged.
+    for m in finished:
+        assert int(m.group(2)) == sum(e.event == "verdict" and e.task_id == m.group(1) for e in events), m.group(0)
     back = [line for line in lines if re.match(r"  \w{8} round \d: \d+ completions back after [\d.]+s \(\d+ tokens, [\d.]+ tok/s\)", line)]
     assert n_requests > 3 and len(back) == n_requests, lines
     assert "pass@2 score" in r.stdout and "programs" in r.stdout
