@@ -11,10 +11,10 @@ app = typer.Typer(no_args_is_help=True, help="Measure throughput; the last line 
 
 @app.command("sandbox")
 def sandbox_bench(
-    n: int = typer.Option(2000, "--n", help="Candidates per design on each synthetic mix (the subprocess design runs fewer)."),
-    workers: int = typer.Option(0, "--workers", help="Worker processes for every design; 0 = one per core."),
+    n: int = typer.Option(2000, "--n", min=1, help="Candidates per design on each synthetic mix (the subprocess design runs fewer)."),
+    workers: int = typer.Option(0, "--workers", min=0, help="Worker processes for every design; 0 = one per core."),
     seed: int = typer.Option(0, "--seed", help="Seed of the program mixes."),
-    n_real: int = typer.Option(400, "--n-real", help="Programs per mix of real correct solvers (under 10 KB, 10-40 KB)."),
+    n_real: int = typer.Option(400, "--n-real", min=1, help="Programs per mix of real correct solvers (under 10 KB, 10-40 KB)."),
 ) -> None:
     """Unprotected exec vs one subprocess per candidate vs the arcsynth sandbox, on synthetic and real program mixes."""
     from sandbox.bench import main
@@ -24,11 +24,11 @@ def sandbox_bench(
 
 @app.command("agent")
 def agent_bench(
-    tasks: int = typer.Option(3, "--tasks", help="ARC tasks (the smallest of arc1:train) solved end to end."),
-    samples: int = typer.Option(4, "--samples", help="Completions per request (the batch size of each generate call)."),
-    max_tokens: int = typer.Option(96, "--max-tokens", help="Tokens per completion; more lets more programs be complete enough to verify."),
-    concurrency: int = typer.Option(3, "--concurrency", help="Tasks in flight in the agent."),
-    threads: int = typer.Option(None, "--threads", help="Torch CPU threads (default: all cores but one)."),
+    tasks: int = typer.Option(3, "--tasks", min=1, help="ARC tasks (the smallest of arc1:train) solved end to end."),
+    samples: int = typer.Option(4, "--samples", min=1, help="Completions per request (the batch size of each generate call)."),
+    max_tokens: int = typer.Option(96, "--max-tokens", min=1, help="Tokens per completion; more lets more programs be complete enough to verify."),
+    concurrency: int = typer.Option(3, "--concurrency", min=1, help="Tasks in flight in the agent."),
+    threads: int = typer.Option(None, "--threads", min=1, help="Torch CPU threads (default: all cores but one)."),
 ) -> None:
     """Raw transformers generate tokens/s vs the agent's end-to-end tokens/s (SmolLM2, CPU)."""
     from agent.benchmarks.agent import main
@@ -38,15 +38,15 @@ def agent_bench(
 
 @app.command("pipeline")
 def pipeline_bench(
-    tasks: int = typer.Option(40, "--tasks", help="Real ARC-AGI-1 training tasks solved (those the server double has a solution for come first)."),
-    rounds: int = typer.Option(2, "--rounds", help="Rounds per task: fresh samples, then refinements."),
-    prompts: int = typer.Option(4, "--prompts", help="Prompts per task and round."),
-    samples: int = typer.Option(8, "--samples", help="Completions per prompt (the n of each request)."),
-    concurrency: int = typer.Option(16, "--concurrency", help="Tasks in flight in the agent."),
-    latency_ms: float = typer.Option(0.0, "--latency-ms", help="Delay of the server double before every answer (0: instant)."),
-    workers: int = typer.Option(0, "--workers", help="Sandbox worker processes; 0 = one per core."),
+    tasks: int = typer.Option(40, "--tasks", min=1, help="Real ARC-AGI-1 training tasks solved (those the server double has a solution for come first)."),
+    rounds: int = typer.Option(2, "--rounds", min=1, help="Rounds per task: fresh samples, then refinements."),
+    prompts: int = typer.Option(4, "--prompts", min=1, help="Prompts per task and round."),
+    samples: int = typer.Option(8, "--samples", min=1, help="Completions per prompt (the n of each request)."),
+    concurrency: int = typer.Option(16, "--concurrency", min=1, help="Tasks in flight in the agent."),
+    latency_ms: float = typer.Option(0.0, "--latency-ms", min=0, help="Delay of the server double before every answer (0: instant)."),
+    workers: int = typer.Option(0, "--workers", min=0, help="Sandbox worker processes; 0 = one per core."),
     seed: int = typer.Option(0, "--seed", help="Run seed (request seeds, and so the completions drawn)."),
-    repeat: int = typer.Option(1, "--repeat", help="Pipeline and sandbox-alone runs, alternating; the fastest of each counts."),
+    repeat: int = typer.Option(1, "--repeat", min=1, help="Pipeline and sandbox-alone runs, alternating; the fastest of each counts."),
     profile: Path = typer.Option(None, "--profile", help="Write a cProfile of the main process during the pipeline run here (slows it down)."),
     keep: Path = typer.Option(None, "--keep", help="Write the pipeline's run directory here and keep it (to look at with `arcsynth show`)."),
 ) -> None:
@@ -59,8 +59,8 @@ def pipeline_bench(
 
 @app.command("viewer")
 def viewer_bench(
-    tasks: int = typer.Option(1000, "--tasks", help="Tasks in the synthetic run."),
-    candidates: int = typer.Option(500_000, "--candidates", help="Candidate programs in the synthetic run, over all tasks."),
+    tasks: int = typer.Option(1000, "--tasks", min=1, help="Tasks in the synthetic run."),
+    candidates: int = typer.Option(500_000, "--candidates", min=1, help="Candidate programs in the synthetic run, over all tasks."),
     quick: bool = typer.Option(False, "--quick", help="A small run for a quick check: 100 tasks, 20,000 candidates."),
     directory: Path = typer.Option(None, "--dir", help="Where to write the synthetic run (default: a temporary folder)."),
     keep: bool = typer.Option(False, "--keep", help="Keep the synthetic run afterwards (to try `arcsynth show` on it)."),
@@ -76,12 +76,12 @@ def viewer_bench(
 @app.command("search")
 def search_bench(
     strategy: list[str] = typer.Option(None, "--strategy", help="A strategy to run (repeat for several): rex, rex+pool, evolve, mix; default all."),
-    tasks: int = typer.Option(32, "--tasks", help="Recolouring tasks (built on real ARC-AGI-1 training inputs)."),
-    programs: int = typer.Option(64, "--programs", help="Programs per task at most (budget.max_programs)."),
+    tasks: int = typer.Option(32, "--tasks", min=1, help="Recolouring tasks (built on real ARC-AGI-1 training inputs)."),
+    programs: int = typer.Option(64, "--programs", min=1, help="Programs per task at most (budget.max_programs)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the tasks and of every request."),
-    p_know: float = typer.Option(0.25, "--p-know", help="Scripted model: chance a first guess gets a colour right."),
-    p_fix: float = typer.Option(0.5, "--p-fix", help="Scripted model: chance it applies a correction a cell diff shows."),
-    p_noise: float = typer.Option(0.1, "--p-noise", help="Scripted model: chance it miscopies an entry when refining."),
+    p_know: float = typer.Option(0.25, "--p-know", min=0, max=1, help="Scripted model: chance a first guess gets a colour right."),
+    p_fix: float = typer.Option(0.5, "--p-fix", min=0, max=1, help="Scripted model: chance it applies a correction a cell diff shows."),
+    p_noise: float = typer.Option(0.1, "--p-noise", min=0, max=1, help="Scripted model: chance it miscopies an entry when refining."),
 ) -> None:
     """Solved tasks per 1,000 programs for each search strategy, side by side (scripted model, real sandbox)."""
     from agent.benchmarks.search import STRATEGIES, main

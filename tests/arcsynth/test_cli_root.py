@@ -73,3 +73,15 @@ def test_verify_help_documents_its_exit_statuses(cli_app, runner):
     out = " ".join(runner.invoke(cli_app, ["verify", "--help"], terminal_width=200).output.split())
     assert "Exit status: 0 when every train pair passes, 1 when some train pair is wrong" in out
     assert "2 for bad input" in out
+
+
+@pytest.mark.parametrize("args", [
+    ["bench", "pipeline", "--tasks", "0"], ["bench", "pipeline", "--repeat", "0"], ["bench", "pipeline", "--samples", "-2"],
+    ["bench", "sandbox", "--n", "0"], ["bench", "sandbox", "--workers", "-3"], ["bench", "search", "--p-know", "2"],
+    ["bench", "agent", "--max-tokens", "0"], ["bench", "viewer", "--candidates", "0"],
+])
+def test_benchmark_options_out_of_range_are_usage_errors(cli_app, runner, args):
+    # Refused before any work starts: a count of 0 used to end in a ZeroDivisionError traceback.
+    result = runner.invoke(cli_app, args, terminal_width=200)
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{args[2]}'" in result.output and "Traceback" not in result.output
