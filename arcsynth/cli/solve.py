@@ -90,11 +90,14 @@ class TaskProgress:
     tokens: int = 0
     started: float = field(default_factory=time.monotonic)
 
+    @property
+    def best_text(self) -> str:
+        return "-" if self.best is None else f"{self.best:.0%}"
+
     def line(self, task_id: str) -> str:
-        best = "-" if self.best is None else f"{self.best:.0%}"
         tps = self.tokens / max(time.monotonic() - self.started, 1e-9)
         return (f"{task_id} round {self.round}: {self.programs} programs, {self.verified} verified, "
-                f"{self.passing} passing, best train accuracy {best}, {tps:.1f} tok/s")
+                f"{self.passing} passing, best train accuracy {self.best_text}, {tps:.1f} tok/s")
 
 
 class ProgressDisplay:
@@ -192,8 +195,7 @@ class ProgressDisplay:
     def _finished_line(self, ev: Any, done: TaskProgress | None, stats: str) -> str:
         score = "" if ev.score is None else f" score {ev.score:g}"
         # What the sandbox made of the task's programs: a one-round run prints no round line.
-        judged = "" if done is None else (
-            f" ({done.verified} verified, best train accuracy {'-' if done.best is None else f'{done.best:.0%}'})")
+        judged = "" if done is None else f" ({done.verified} verified, best train accuracy {done.best_text})"
         return (
             f"[{self.c.done}/{self.c.total}] {ev.task_id}: {'solved(train)' if ev.solved_train else 'unsolved'}{score}, "
             f"{ev.n_programs} programs{judged}, {ev.completion_tokens} tokens, {ev.wall_s:.1f}s ({ev.stop_reason}); {stats}"
