@@ -125,15 +125,22 @@ def _fenced_blocks(text: str) -> list[_Block]:
     blocks: list[_Block] = []
     i = 0
     while i < len(lines):
-        m = _OPEN_FENCE.match(lines[i])
+        line = lines[i]
+        # Most lines are prose or code: no fence character, no regex.
+        m = _OPEN_FENCE.match(line) if ("`" in line or "~" in line) else None
         if not m:
             i += 1
             continue
         fence, lang = m.group(1), m.group(2).lower()
+        mark = fence[0]
         body: list[str] = []
         j = i + 1
         closed = False
         while j < len(lines):
+            if mark not in lines[j]:  # cannot close the block
+                body.append(lines[j])
+                j += 1
+                continue
             s = lines[j].strip()
             if s and set(s) == {fence[0]} and len(s) >= len(fence):
                 closed = True

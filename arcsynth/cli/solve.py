@@ -161,9 +161,8 @@ class ProgressDisplay:
                 t.verified += 1
                 t.passing += bool(ev.all_train_pass)
                 t.best = ev.train_accuracy if t.best is None else max(t.best, ev.train_accuracy)
-        pps, tps = self.c.rates()
-        stats = f"solved(train) {self.c.solved_train}  {pps:.2f} programs/s  {tps:.1f} tok/s"
         if self._progress is not None:
+            stats = self._stats()
             if t is not None and tid in self._rows:
                 self._progress.update(self._rows[tid], stats=t.line(tid).split(": ", 1)[1])
             if finished:
@@ -190,7 +189,12 @@ class ProgressDisplay:
                 print(f"  {tid} round {t.round if t else '?'}: {req[1]} completions back after {ev.latency_s:.1f}s "
                       f"({req[2]} tokens, {rate:.1f} tok/s)", flush=True)
         if finished:
-            print(self._finished_line(ev, self._tasks.pop(ev.task_id, None), stats), flush=True)
+            print(self._finished_line(ev, self._tasks.pop(ev.task_id, None), self._stats()), flush=True)
+
+    def _stats(self) -> str:
+        # Built only where it is shown: this listener sees every event of the run.
+        pps, tps = self.c.rates()
+        return f"solved(train) {self.c.solved_train}  {pps:.2f} programs/s  {tps:.1f} tok/s"
 
     def _finished_line(self, ev: Any, done: TaskProgress | None, stats: str) -> str:
         score = "" if ev.score is None else f" score {ev.score:g}"
