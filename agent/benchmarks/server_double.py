@@ -371,9 +371,9 @@ class OpenAIServerDouble:
     def serve(self, port: int = 0) -> int:
         """Start serving on 127.0.0.1 in a background thread (an event loop of its own); returns the port.
 
-        An asyncio server, as real model servers are: ``http.server`` with a thread per
-        connection cost several times its CPU per request, and on a small machine that
-        CPU is taken from the agent being measured.
+        An asyncio server, as real model servers are. Its CPU is taken from the agent being
+        measured (they share the cores), and a thread per connection with ``http.server``
+        cost more of it per request.
         """
         from aiohttp import web
 
