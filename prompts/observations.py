@@ -1,7 +1,11 @@
 """Facts counted from a task's example pairs, stated in the prompt for small models.
 
-A 0.5B model rarely sees for itself which cells an example changes; told "7 -> 5 in 20
-cells, every cell of colour 7" it writes the replacement. These are observations of the
+A 0.5B model rarely sees for itself which cells an example changes; told "every cell of
+colour 7 becomes 5 (17 cells)" it writes the replacement. The wording matters to such a
+model: stated as "Cells whose colour differs between input and output: 7 -> 5 (17 cells,
+every cell of colour 7)" it mostly echoed "differs" into programs that compare cells, and
+passed in 4 of 216 samples on two recolouring tasks, against 15 of 48 in plain words.
+These are observations of the
 shown examples only (sizes, which colours change into which), never a guess at the rule
 and never anything from the test outputs: the model still has to find the rule and the
 program. Off by default (``prompt.observations``); the quickstart turns it on.
@@ -59,10 +63,12 @@ def _colour_changes(pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[str]:
     parts = []
     for (a, b), n in changed.most_common():
         # "Every cell of colour a" only where all of them become b: the replacement is then the whole story.
-        every = f", every cell of colour {a}" if kept[a] == 0 and targets[a] == 1 else ""
-        parts.append(f"{a} -> {b} ({_cells(n)}{every})")
+        if kept[a] == 0 and targets[a] == 1:
+            parts.append(f"every cell of colour {a} becomes {b} ({_cells(n)})")
+        else:
+            parts.append(f"{_cells(n)} of colour {a} become{'s' if n == 1 else ''} {b}")
     return [
-        "Cells whose colour differs between input and output, over all examples: " + "; ".join(parts) + ".",
+        "Colour changes from input to output, over all examples: " + "; ".join(parts) + ".",
         f"{_kept(n_kept)}.",
     ]
 

@@ -254,3 +254,22 @@ def test_a_run_being_written_by_another_process_is_not_resumed_beside_it(recorde
     rd = RunDir(run)
     rd.lock()
     rd.unlock()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_the_quickstart_solves_a_colour_replacement_with_the_real_embedded_model(tmp_path):
+    """The README's quickstart, one of its tasks, as a user runs it: the real Qwen2.5-Coder-0.5B
+    on the CPU writes a program that passes every train pair and answers the test input.
+    (Its observation wording was once enough to keep it from doing so: 4 passes in 216 samples.)"""
+    out = tmp_path / "qs"
+    r = subprocess.run(
+        [sys.executable, "-m", "arcsynth", "solve", str(ROOT / "runs" / "quickstart.toml"), "--out", str(out),
+         'data.tasks=["c8f0f002"]'],
+        cwd=ROOT, capture_output=True, text=True, timeout=850,
+    )
+    assert r.returncode == 0, r.stderr + r.stdout
+    result = json.loads((out / "results" / "c8f0f002.json").read_text())
+    assert result["solved_train"] and result["n_passing"] >= 1 and result["score"] == 1.0
+    passing = [json.loads(line) for line in (out / "trace.jsonl").read_text().splitlines() if '"all_train_pass":true' in line]
+    assert passing and all(e["program_id"].startswith("c8f0f002/r0/") for e in passing)

@@ -17,14 +17,14 @@ def test_a_colour_replacement_is_counted_cell_by_cell(arc_task):
     kept = sum(int(np.asarray(p.input).size) for p in task.train) - sevens
     assert observations(task, range(len(task.train))) == [
         "Each output grid has the same size as its input grid.",
-        f"Cells whose colour differs between input and output, over all examples: 7 -> 5 ({sevens} cells, every cell of colour 7).",
+        f"Colour changes from input to output, over all examples: every cell of colour 7 becomes 5 ({sevens} cells).",
         f"{kept} cells keep their colour.",
     ]
 
 
 def test_many_kinds_of_change_are_summed_up_not_listed(arc_task):
     (line,) = observations(arc_task("74dd1130"), range(4))[1:]  # a transpose moves every colour around
-    assert "different ways" in line and "->" not in line
+    assert "different ways" in line and "become" not in line
 
 
 def test_sizes_are_related_when_they_differ(arc_task):
@@ -42,9 +42,9 @@ def test_only_the_shown_examples_count_and_never_a_test_output():
                                "test": [{"input": [[1, 3]], "output": test_output}]}, "t")
 
     first_only = observations(task([[9, 9]]), [0])
-    assert first_only[1] == "Cells whose colour differs between input and output, over all examples: 1 -> 2 (2 cells, every cell of colour 1)."
+    assert first_only[1] == "Colour changes from input to output, over all examples: every cell of colour 1 becomes 2 (2 cells)."
     both = observations(task([[9, 9]]), [0, 1])
-    assert both[1].endswith(": 1 -> 2 (2 cells); 1 -> 4 (1 cell).") and both[2] == "1 cell keeps its colour."
+    assert both[1].endswith(": 2 cells of colour 1 become 2; 1 cell of colour 1 becomes 4.") and both[2] == "1 cell keeps its colour."
     assert observations(task([[0, 0]]), [0, 1]) == both
 
 
@@ -56,6 +56,6 @@ def test_the_prompt_states_them_only_when_asked(arc_task):
     text = text_of(told)
     block = text.index("What the examples show (counted from the grids):")
     assert text.index("## Test input") < block < text.index("Answer with the program only")
-    assert "- Cells whose colour differs between input and output, over all examples: 7 -> 5" in text
+    assert "- Colour changes from input to output, over all examples: every cell of colour 7 becomes 5" in text
     # Everything else is the prompt as before.
     assert text_of(plain) == text[:block] + text[text.index("Answer with the program only"):]
