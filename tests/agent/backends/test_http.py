@@ -99,3 +99,62 @@ async def test_a_malformed_url_is_an_error_of_the_request_not_of_the_server():
         with pytest.raises(http.HTTPError) as info:
             await client.get("http://[::1/v1/models")
     assert not info.value.dead
+
+
+class Recorder(JSONHandler):
+    """Answers any request with the request line's target and the credentials it carried."""
+
+    def _answer(self):
+        self._json(200, {"target": self.path, "auth": self.headers.get("Authorization"),
+                         "proxy_auth": self.headers.get("Proxy-Authorization")})
+
+    do_GET = do_POST = _answer
+
+
+def _environment(monkeypatch, tmp_path, **values: str) -> None:
+    """Only ``values`` among the proxy variables, and a ~/.netrc of our own (NETRC)."""
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+
+
+@pytest.mark.asyncio
+async def test_the_proxy_variables_apply_and_no_proxy_bypasses_them(monkeypatch, tmp_path):
+    with Server(Recorder) as proxy, Server(Recorder) as direct:
+        proxy_root = proxy.url.removesuffix("/v1")
+        _environment(monkeypatch, tmp_path, HTTP_PROXY=proxy_root)
+        async with http.Client(headers={}, timeout_s=10) as client:
+            # A host that does not resolve is reached through the proxy, which sees the absolute URL.
+            via = (await client.post("http://arc-model.invalid/v1/chat/completions", json={})).json()
+            assert via["target"] == "http://arc-model.invalid/v1/chat/completions"
+        _environment(monkeypatch, tmp_path, HTTP_PROXY=proxy_root, NO_PROXY="127.0.0.1")
+        async with http.Client(headers={}, timeout_s=10) as client:
+            assert (await client.get(f"{direct.url}/models")).json()["target"] == "/v1/models"
+
+
+@pytest.mark.asyncio
+async def test_netrc_credentials_apply_unless_the_client_sends_its_own(monkeypatch, tmp_path):
+    with Server(Recorder) as srv:
+        _environment(monkeypatch, tmp_path)
+        (tmp_path / "netrc").write_text("machine 127.0.0.1 login arc password s3cret\n")
+        async with http.Client(headers={}, timeout_s=10) as client:
+            assert (await client.get(f"{srv.url}/models")).json()["auth"] == "Basic YXJjOnMzY3JldA=="  # arc:s3cret
+        async with http.Client(headers={"Authorization": "Bearer k"}, timeout_s=10) as client:
+            assert (await client.get(f"{srv.url}/models")).json()["auth"] == "Bearer k"
+
+
+@pytest.mark.asyncio
+async def test_the_environment_is_read_once_per_server_not_per_request(monkeypatch, tmp_path):
+    _environment(monkeypatch, tmp_path)
+    reads = []
+    real = http._read_environment
+    monkeypatch.setattr(http, "_read_environment", lambda url, netrc_auth: reads.append(str(url)) or real(url, netrc_auth))
+    with Server(Recorder) as a, Server(Recorder) as b:
+        async with http.Client(headers={}, timeout_s=10) as client:
+            for _ in range(10):
+                await client.get(f"{a.url}/models")
+                await client.post(f"{b.url}/chat/completions", json={})
+    assert sorted(reads) == sorted([f"{a.url}/models", f"{b.url}/chat/completions"])
