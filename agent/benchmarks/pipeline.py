@@ -165,7 +165,7 @@ async def run_pipeline(cfg: Any, tasks: list[Any], run_path: Path, profile: Opti
     from agent.backends.replay import TokenCountRecorder
     from agent.config import config_hash
     from agent.rundir import Recorder, RunDir
-    from agent.runner import run_tasks
+    from agent.runner import collector_for_a_run, run_tasks
     from agent.trace import RunStart, read_trace
     from arcsynth.cli.solve import ProgressDisplay, RunCounters
     from sandbox import Sandbox
@@ -181,7 +181,8 @@ async def run_pipeline(cfg: Any, tasks: list[Any], run_path: Path, profile: Opti
                 counted = TokenCountRecorder(backend, recorder.emit)
                 # The progress lines a run in a pipe prints are part of its cost; they go nowhere here.
                 with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink), \
-                        ProgressDisplay(RunCounters(total=len(tasks)), live=False) as progress, LoopLag() as lag:
+                        ProgressDisplay(RunCounters(total=len(tasks)), live=False) as progress, LoopLag() as lag, \
+                        collector_for_a_run():
                     recorder.add_listener(progress)
                     cpu0, t0 = _cpu_s(), time.perf_counter()
                     if profile is not None:

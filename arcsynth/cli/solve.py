@@ -421,9 +421,9 @@ async def execute_run(
                 ))
                 recorder.emit(RunStart(run_id=rd.run_id, config_hash=chash, resumed=resumed, task_ids=[t.id for t in tasks],
                                        pid=os.getpid(), host=socket.gethostname()))
-                from agent.runner import run_tasks
+                from agent.runner import collector_for_a_run, run_tasks
 
-                with ProgressDisplay(counters, live=live) as progress:
+                with ProgressDisplay(counters, live=live) as progress, collector_for_a_run():
                     recorder.add_listener(progress)
                     try:
                         run_summary = await run_tasks(tasks, cfg, backend, sb, recorder, done=done_ids)

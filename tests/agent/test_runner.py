@@ -150,3 +150,18 @@ async def test_end_to_end_with_the_real_smollm2_model(tasks, sandbox, tmp_path):
     assert len(verdicts) == sum(p.status == "ok" and p.duplicate_of is None for p in programs)
     assert events[-1].event == "task_result" and summary.submission["3c9b0459"][0].keys() == {"attempt_1", "attempt_2"}
     assert run_dir.done_task_ids() == {"3c9b0459"}
+
+
+async def test_the_collector_is_set_for_a_run_and_as_before_afterwards():
+    import gc
+
+    from agent.runner import RUN_YOUNG_THRESHOLD, collector_for_a_run
+
+    before = gc.get_threshold()
+    frozen_before = gc.get_freeze_count()
+    long_lived = [[k] for k in range(1000)]
+    with collector_for_a_run():
+        assert gc.get_threshold() == (RUN_YOUNG_THRESHOLD, *before[1:])
+        assert gc.get_freeze_count() >= frozen_before + len(long_lived)  # what existed is out of every collection
+        assert gc.get_count()[0] < RUN_YOUNG_THRESHOLD
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0

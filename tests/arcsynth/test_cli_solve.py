@@ -273,3 +273,24 @@ def test_the_quickstart_solves_a_colour_replacement_with_the_real_embedded_model
     assert result["solved_train"] and result["n_passing"] >= 1 and result["score"] == 1.0
     passing = [json.loads(line) for line in (out / "trace.jsonl").read_text().splitlines() if '"all_train_pass":true' in line]
     assert passing and all(e["program_id"].startswith("c8f0f002/r0/") for e in passing)
+
+
+def test_a_run_sets_the_collector_for_its_duration(tmp_path):
+    """`solve` runs its tasks with the long-lived objects frozen and a high young threshold
+    (agent.runner.collector_for_a_run), and leaves the collector as it found it."""
+    import gc
+
+    from agent.runner import RUN_YOUNG_THRESHOLD
+    from recorded_run import script
+    from scripted_backend import ScriptedBackend
+
+    seen = []
+
+    def watching(request_id, messages, params):
+        seen.append((gc.get_threshold()[0], gc.get_freeze_count()))
+        return script(request_id, messages, params)
+
+    before = gc.get_threshold()
+    make_scripted_run(tmp_path / "run", SMALL_TASKS[:1], backend=ScriptedBackend(watching))
+    assert seen and all(threshold == RUN_YOUNG_THRESHOLD and frozen > 0 for threshold, frozen in seen)
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
