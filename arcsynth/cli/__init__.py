@@ -15,14 +15,16 @@ from arcsynth import __version__
 
 # Typer >= 0.2x prints a value type after every option, flags included
 # ("--json <bool>"), which reads as if the flag took a value. A flag takes none.
-_display_type_rich = typer.core.TyperOption.display_type_rich
+# Older Typer prints no such type and has no such method: nothing to hide there.
+_display_type_rich = getattr(typer.core.TyperOption, "display_type_rich", None)
 
 
 def _flag_type_hidden(self: typer.core.TyperOption, ctx):  # type: ignore[no-untyped-def]
     return None if self.is_flag else _display_type_rich(self, ctx)
 
 
-typer.core.TyperOption.display_type_rich = _flag_type_hidden  # type: ignore[method-assign]
+if _display_type_rich is not None:
+    typer.core.TyperOption.display_type_rich = _flag_type_hidden  # type: ignore[method-assign]
 
 # `-h` as well as `--help`, inherited by every subcommand's context.
 CONTEXT = {"help_option_names": ["-h", "--help"]}

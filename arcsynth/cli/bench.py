@@ -29,11 +29,21 @@ def agent_bench(
     max_tokens: int = typer.Option(96, "--max-tokens", min=1, help="Tokens per completion; more lets more programs be complete enough to verify."),
     concurrency: int = typer.Option(3, "--concurrency", min=1, help="Tasks in flight in the agent."),
     threads: int = typer.Option(None, "--threads", min=1, help="Torch CPU threads (default: all cores but one)."),
+    model: str = typer.Option("smollm2", "--model", help="An embedded model alias (smollm2, qwen2.5-coder-0.5b, ...), a local Hugging Face model folder or a hub id in the local cache."),
+    device: str = typer.Option("cpu", "--device", help="Where the model runs: cpu, cuda, cuda:N, or auto (a GPU when there is one)."),
 ) -> None:
-    """Raw transformers generate tokens/s vs the agent's end-to-end tokens/s (SmolLM2, CPU)."""
+    """Raw transformers generate tokens/s vs the agent's end-to-end tokens/s (SmolLM2 on the CPU by default)."""
+    from agent.backends import BackendError
     from agent.benchmarks.agent import main
+    from arcsynth.cli.common import fail
+    from sandbox import SandboxUnavailable
 
-    main(tasks=tasks, samples=samples, max_tokens=max_tokens, concurrency=concurrency, threads=threads)
+    try:
+        main(tasks=tasks, samples=samples, max_tokens=max_tokens, concurrency=concurrency, threads=threads, model=model, device=device)
+    except BackendError as e:
+        fail(f"--model {model} --device {device}: {e}")
+    except SandboxUnavailable as e:
+        fail(f"sandbox: {e}")
 
 
 @app.command("pipeline")

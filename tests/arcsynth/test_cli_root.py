@@ -85,3 +85,37 @@ def test_benchmark_options_out_of_range_are_usage_errors(cli_app, runner, args):
     result = runner.invoke(cli_app, args, terminal_width=200)
     assert result.exit_code == 2, result.output
     assert f"Invalid value for '{args[2]}'" in result.output and "Traceback" not in result.output
+
+
+def test_the_cli_starts_with_a_typer_that_has_no_option_type_display():
+    # Older Typer releases (still in some GPU images) have no TyperOption.display_type_rich;
+    # the command line must start there too, not crash on import.
+    code = (
+        "import sys, typer.core\n"
+        "for cls in typer.core.TyperOption.__mro__:\n"
+        "    if 'display_type_rich' in vars(cls):\n"
+        "        delattr(cls, 'display_type_rich')\n"
+        "from arcsynth.cli import main\n"
+        "sys.argv = ['arcsynth', '--version']  # help would call the method this Typer has been stripped of\n"
+        "main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"arcsynth {__version__}"
+
+
+@pytest.mark.parametrize(
+    "args, named",
+    [
+        (["--device", "cuda:7"], "CUDA is not available"),  # these machines have no GPU
+        (["--model", "/no/such/model/folder"], "does not exist"),
+    ],
+)
+def test_bench_agent_names_a_model_or_device_it_cannot_use(cli_app, runner, args, named):
+    if named.startswith("CUDA"):
+        torch = pytest.importorskip("torch")
+        if torch.cuda.is_available():
+            pytest.skip("this machine has a GPU")
+    result = runner.invoke(cli_app, ["bench", "agent", *args], terminal_width=200)
+    assert result.exit_code == 2, result.output
+    assert named in result.output and args[1] in result.output and "Traceback" not in result.output
