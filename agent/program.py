@@ -43,7 +43,7 @@ import keyword
 import re
 import textwrap
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, Field, PrivateAttr
 
@@ -56,6 +56,44 @@ _OPEN_FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})[ \t]*([^\s`]*)[^`]*$")
 _CODE_START = re.compile(r"^(import\s|from\s+\S+\s+import\s|def\s|class\s|@)")
 _PREFERRED_ENTRY = re.compile(r"transform|solve|solution|^main$|^run$|^apply", re.I)
 _BUILTINS = frozenset(dir(builtins))
+
+
+class _RecentMemo:
+    """Results for recently seen texts, bounded by the characters it holds.
+
+    A model repeats its favourite replies word for word (a third to a half of the samples
+    on an easy task); a repeat then costs a dict lookup instead of parsing. The bound is in
+    characters, not entries, so a run of huge replies cannot grow it without limit; when
+    full it starts afresh (recent repeats refill it at once).
+    """
+
+    def __init__(self, max_chars: int):
+        self.max_chars = max_chars
+        self._items: dict[Any, Any] = {}
+        self._chars = 0
+
+    def get(self, key: Any) -> Any:
+        return self._items.get(key)
+
+    def put(self, key: Any, value: Any, chars: int) -> None:
+        if chars > self.max_chars // 8:
+            return  # one text this large would crowd out everything else
+        if self._chars + chars > self.max_chars:
+            self.clear()
+        self._items[key] = value
+        self._chars += chars
+
+    def clear(self) -> None:
+        self._items.clear()
+        self._chars = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+# Program hashes by source, and extractions by code blocks (with notes and finish reason).
+_RECENT_HASHES = _RecentMemo(max_chars=8_000_000)
+_RECENT_EXTRACTIONS = _RecentMemo(max_chars=16_000_000)
 
 
 class Extraction(BaseModel):
@@ -452,7 +490,19 @@ def _extract(text: str, finish_reason: Optional[str]) -> Extraction:
     blocks = _fenced_blocks(answer)
     code_blocks = [b for b in blocks if b.lang in _CODE_LANGS and b.code.strip()]
     if code_blocks:
-        return _from_blocks(code_blocks, notes, finish_reason)
+        # Replies differ in their prose far more often than in their code: the same code
+        # blocks (with the same notes and finish reason) give the same extraction.
+        key = (tuple((b.lang, b.code, b.closed) for b in code_blocks), tuple(notes), finish_reason)
+        seen = _RECENT_EXTRACTIONS.get(key)
+        if seen is not None:
+            return seen.model_copy()  # the caller may change its copy (detail); the memo keeps its own
+        ext = _from_blocks(code_blocks, notes, finish_reason)
+        # Kept without its parse: trees are large, and hashing modifies the tree it is given
+        # (a repeat is hashed from the hash memo instead).
+        kept = ext.model_copy()
+        kept._tree = None
+        _RECENT_EXTRACTIONS.put(key, kept, 2 * sum(len(b.code) for b in code_blocks) + sum(map(len, notes)))
+        return ext
 
     bare = _bare_code(answer.strip())
     if bare is not None:
@@ -536,12 +586,6 @@ def normalise_source(source: str, *, tree: Optional[ast.Module] = None) -> str:
     return "\n".join(line.rstrip() for line in source.replace("\r\n", "\n").split("\n") if line.strip())
 
 
-# Hashes of recent sources: a model repeats its favourite programs word for word, and a
-# repeat then costs one dict lookup instead of a parse and an unparse.
-_RECENT_HASHES: dict[str, str] = {}
-_RECENT_MAX = 4096
-
-
 def program_hash(source: str, *, tree: Optional[ast.Module] = None) -> str:
     """Identity of a program for deduplication: sha256 of its normal form, 16 hex characters.
 
@@ -550,9 +594,7 @@ def program_hash(source: str, *, tree: Optional[ast.Module] = None) -> str:
     h = _RECENT_HASHES.get(source)
     if h is None:
         h = hashlib.sha256(normalise_source(source, tree=tree).encode("utf-8")).hexdigest()[:16]
-        if len(_RECENT_HASHES) >= _RECENT_MAX:
-            _RECENT_HASHES.clear()  # a bound, not a policy: recent repeats refill it at once
-        _RECENT_HASHES[source] = h
+        _RECENT_HASHES.put(source, h, len(source))
     return h
 
 

@@ -289,13 +289,23 @@ class TaskFinder:
         # Per task: the digit strings of its train inputs and outputs, longest first.
         self._grids = {tid: sorted(grids, key=len, reverse=True) for tid, grids in tasks.items()}
 
+        # A task's prompts (first ones and refinements) open with its grids: the task found
+        # for an opening is tried first, so a request costs one search, not one per task.
+        self._by_opening: dict[str, str] = {}
+
     def find(self, prompt: str) -> Optional[str]:
         digits = re.sub(r"\D", "", prompt)
+        opening = digits[:256]
+        known = self._by_opening.get(opening)
+        if known is not None and self._grids[known][0] in digits:
+            return known
         best, best_hits = None, 0
         for tid, grids in self._grids.items():
             hits = sum(len(g) for g in grids if g in digits)
             if hits > best_hits:
                 best, best_hits = tid, hits
+        if best is not None:
+            self._by_opening[opening] = best
         return best
 
 

@@ -287,6 +287,7 @@ def test_an_unfinished_function_body_is_not_trimmed_into_a_program():
 def test_source_hash_is_the_hash_of_the_source(reply):
     from agent import program
 
+    program._RECENT_EXTRACTIONS.clear()  # a fresh extraction, with its own parse
     e = extract_program(reply)
     assert e.status == "ok", e.detail
     program._RECENT_HASHES.clear()  # computed from the extraction's own parse, not remembered
@@ -308,3 +309,40 @@ def test_docstrings_of_nested_definitions_are_stripped_wherever_they_are():
     # g, h, k, m, n and p held only a docstring and keep a statement; the try body had its own pass.
     assert out.count("pass") == 7
     compile(out, "<normal form>", "exec")
+
+
+def test_a_repeated_reply_is_not_parsed_again_and_gets_its_own_copy(monkeypatch):
+    from agent import program
+
+    program._RECENT_EXTRACTIONS.clear()
+    program._RECENT_HASHES.clear()
+    parses = []
+    real_parse = program.ast.parse
+    monkeypatch.setattr(program.ast, "parse", lambda *a, **k: parses.append(1) or real_parse(*a, **k))
+    reply = "```python\ndef transform(grid):\n    return grid[::-1]\n```"
+    first = extract_program(reply)
+    h = first.source_hash()
+    parsed_once = len(parses)
+    assert parsed_once >= 1
+    first.detail = "changed by its caller"
+    again = extract_program(reply)
+    assert len(parses) == parsed_once  # neither extraction nor hashing parsed it again
+    assert (again.status, again.source, again.detail) == ("ok", first.source, "")
+    assert again.source_hash() == h and len(parses) == parsed_once
+    # The finish reason is part of what was seen: a cut-off reply reads differently.
+    cut = extract_program("```python\ndef transform(grid):\n    return grid[::-1", finish_reason="length")
+    whole = extract_program("```python\ndef transform(grid):\n    return grid[::-1", finish_reason="stop")
+    assert "token limit" in cut.detail and "token limit" not in whole.detail
+
+
+def test_the_memo_of_recent_replies_is_bounded_by_characters():
+    from agent.program import _RecentMemo
+
+    memo = _RecentMemo(max_chars=80_000)
+    for i in range(200):
+        memo.put(f"{i}" + "x" * 5000, i, 5000)
+        assert memo._chars <= 80_000
+    assert 1 <= len(memo) <= 16
+    memo.put("y" * 20_000, "huge", 20_000)  # over an eighth of the bound: not kept
+    assert memo.get("y" * 20_000) is None
+    assert memo.get("199" + "x" * 5000) == 199

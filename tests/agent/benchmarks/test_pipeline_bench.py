@@ -89,3 +89,16 @@ def test_bench_pipeline_prints_its_figures_and_the_ratio_last(tmp_path):
     assert any(re.match(r"main process: +CPU \d+% of one core, [\d.]+ ms per program; peak memory \d+ MB", line) for line in lines)
     assert any(re.match(r"trace: +\d+ bytes per program", line) for line in lines)
     assert (tmp_path / "run" / "trace.jsonl").stat().st_size > 0 and len(list((tmp_path / "run" / "results").iterdir())) == 4
+
+
+def test_the_double_finds_the_task_of_prompts_whose_openings_look_alike():
+    from agent.benchmarks.server_double import TaskFinder
+
+    # Two tasks whose first rows are all background: their prompts open with the same digits.
+    finder = TaskFinder({"a": ["0" * 300 + "123", "0" * 300], "b": ["0" * 300 + "456", "0" * 280]})
+    prompt_a = "Example 1: " + "0" * 300 + "123 then " + "0" * 300
+    prompt_b = "Example 1: " + "0" * 300 + "456 then " + "0" * 280
+    for _ in range(2):  # the second time round, each opening has a task remembered for it
+        assert finder.find(prompt_a) == "a"
+        assert finder.find(prompt_b) == "b"
+    assert finder.find("no grids here") is None
