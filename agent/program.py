@@ -54,6 +54,9 @@ _CODE_LANGS = {"", "python", "py", "python3", "py3", "ipython", "ipython3"}
 _REASONING_TAGS = "think|thinking|reasoning"
 _OPEN_FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})[ \t]*([^\s`]*)[^`]*$")
 _CODE_START = re.compile(r"^(import\s|from\s+\S+\s+import\s|def\s|class\s|@)")
+# Top-level lines that define a function _CODE_START does not see: ``async def``, or the
+# entry point bound by assignment (``transform = ...``).
+_MARGIN_DEFINITION = re.compile(rf"^(async\s+def\s|{ENTRY_NAME}\s*[:=])", re.M)
 _PREFERRED_ENTRY = re.compile(r"transform|solve|solution|^main$|^run$|^apply", re.I)
 _BUILTINS = frozenset(dir(builtins))
 
@@ -453,11 +456,14 @@ def _looks_like_prose(line: str) -> bool:
 
 def _bare_code(text: str) -> Optional[tuple[str, int]]:
     """Code written without fences: the whole text, or from the first code line with trailing prose cut."""
+    lines = text.split("\n")
+    start = next((i for i, line in enumerate(lines) if _CODE_START.match(line)), None)
+    if start is None and not _MARGIN_DEFINITION.search(text):
+        # Nothing at the left margin can define a function: prose, which need not be parsed.
+        return None
     tree, _ = _parse(text)
     if tree is not None and (_defines(tree, ENTRY_NAME) or _one_arg_functions(tree)):
         return text, 1
-    lines = text.split("\n")
-    start = next((i for i, line in enumerate(lines) if _CODE_START.match(line)), None)
     if start is None:
         return None
     code_lines = lines[start:]
@@ -489,21 +495,28 @@ def _extract(text: str, finish_reason: Optional[str]) -> Extraction:
         )
     blocks = _fenced_blocks(answer)
     code_blocks = [b for b in blocks if b.lang in _CODE_LANGS and b.code.strip()]
+    # Replies differ in their prose far more often than in their code: the same code
+    # blocks (or, without fences, the same answer) with the same notes and finish reason
+    # give the same extraction.
     if code_blocks:
-        # Replies differ in their prose far more often than in their code: the same code
-        # blocks (with the same notes and finish reason) give the same extraction.
-        key = (tuple((b.lang, b.code, b.closed) for b in code_blocks), tuple(notes), finish_reason)
-        seen = _RECENT_EXTRACTIONS.get(key)
-        if seen is not None:
-            return seen.model_copy()  # the caller may change its copy (detail); the memo keeps its own
-        ext = _from_blocks(code_blocks, notes, finish_reason)
-        # Kept without its parse: trees are large, and hashing modifies the tree it is given
-        # (a repeat is hashed from the hash memo instead).
-        kept = ext.model_copy()
-        kept._tree = None
-        _RECENT_EXTRACTIONS.put(key, kept, 2 * sum(len(b.code) for b in code_blocks) + sum(map(len, notes)))
-        return ext
+        key: tuple = (tuple((b.lang, b.code, b.closed) for b in code_blocks), tuple(notes), finish_reason)
+        chars = sum(len(b.code) for b in code_blocks)
+    else:
+        key, chars = (answer, tuple(notes), finish_reason), len(answer)
+    seen = _RECENT_EXTRACTIONS.get(key)
+    if seen is not None:
+        return seen.model_copy()  # the caller may change its copy (detail); the memo keeps its own
+    ext = _from_blocks(code_blocks, notes, finish_reason) if code_blocks else _unfenced(answer, blocks, notes, finish_reason)
+    # Kept without its parse: trees are large, and hashing modifies the tree it is given
+    # (a repeat is hashed from the hash memo instead).
+    kept = ext.model_copy()
+    kept._tree = None
+    _RECENT_EXTRACTIONS.put(key, kept, 2 * chars + sum(map(len, notes)))
+    return ext
 
+
+def _unfenced(answer: str, blocks: list[_Block], notes: list[str], finish_reason: Optional[str]) -> Extraction:
+    """The program of an answer with no fenced Python code: bare code, or why there is none."""
     bare = _bare_code(answer.strip())
     if bare is not None:
         code, line = bare

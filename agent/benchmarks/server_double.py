@@ -282,6 +282,17 @@ REPLIES_PER_TASK = 512
 _NO_LIMIT = 1 << 30
 
 
+_HEAD = 16
+"""Digits of a grid's start by which the task finder indexes it."""
+
+
+def _head(grid: str) -> Optional[str]:
+    """``_HEAD`` digits from the grid's first non-background cell, where that is near its start
+    (runs of zeros open many grids, so they tell tasks apart poorly); None if there are none."""
+    k = len(grid) - len(grid.lstrip("0"))
+    return grid[k:k + _HEAD] if k <= 192 and len(grid) - k >= _HEAD else None
+
+
 class TaskFinder:
     """The task a prompt is about, from the digits of its grids (whatever the grid encoding)."""
 
@@ -292,6 +303,17 @@ class TaskFinder:
         # A task's prompts (first ones and refinements) open with its grids: the task found
         # for an opening is tried first, so a request costs one search, not one per task.
         self._by_opening: dict[str, str] = {}
+        # Tasks by digits near the start of each of their grids (the opening of a prompt holds
+        # those of its first grid), and the tasks with no grid to index that way.
+        self._by_head: dict[str, set[str]] = {}
+        self._small: list[str] = []
+        for tid, grids in self._grids.items():
+            heads = [_head(g) for g in grids]
+            for h in heads:
+                if h is not None:
+                    self._by_head.setdefault(h, set()).add(tid)
+            if all(h is None for h in heads):
+                self._small.append(tid)
 
     def find(self, prompt: str) -> Optional[str]:
         digits = re.sub(r"\D", "", prompt)
@@ -299,9 +321,14 @@ class TaskFinder:
         known = self._by_opening.get(opening)
         if known is not None and self._grids[known][0] in digits:
             return known
+        # The first grid shown starts near the opening: only the tasks with a grid that
+        # starts there are scored, unless none has.
+        candidates = set(self._small)
+        for i in range(len(opening) - _HEAD + 1):
+            candidates.update(self._by_head.get(opening[i:i + _HEAD], ()))
         best, best_hits = None, 0
-        for tid, grids in self._grids.items():
-            hits = sum(len(g) for g in grids if g in digits)
+        for tid in sorted(candidates) if candidates else self._grids:
+            hits = sum(len(g) for g in self._grids[tid] if g in digits)
             if hits > best_hits:
                 best, best_hits = tid, hits
         if best is not None:

@@ -346,3 +346,20 @@ def test_the_memo_of_recent_replies_is_bounded_by_characters():
     memo.put("y" * 20_000, "huge", 20_000)  # over an eighth of the bound: not kept
     assert memo.get("y" * 20_000) is None
     assert memo.get("199" + "x" * 5000) == 199
+
+
+def test_prose_without_code_is_not_parsed_and_bare_code_still_is(monkeypatch):
+    from agent import program
+
+    program._RECENT_EXTRACTIONS.clear()
+    parses = []
+    real_parse = program.ast.parse
+    monkeypatch.setattr(program.ast, "parse", lambda *a, **k: parses.append(1) or real_parse(*a, **k))
+    prose = extract_program("The output mirrors the input. Without more examples I cannot pin down the rule.")
+    assert prose.status == "no_code" and parses == []
+    for bare in ("transform = lambda grid: grid[::-1]", "def transform(grid):\n    return grid\nThis returns the grid."):
+        e = extract_program(bare)
+        assert e.status == "ok" and e.source.startswith(bare.split("\n")[0]), e.detail
+    # A repeated bare reply is remembered like a fenced one.
+    seen = len(parses)
+    assert extract_program("transform = lambda grid: grid[::-1]").status == "ok" and len(parses) == seen
