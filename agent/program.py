@@ -43,9 +43,11 @@ import keyword
 import re
 import textwrap
 from dataclasses import dataclass
-from typing import Any, Literal, Optional
+from typing import Literal, Optional
 
 from pydantic import BaseModel, Field, PrivateAttr
+
+from arcsynth.memo import RecentMemo
 
 ExtractionStatus = Literal["ok", "no_code", "no_transform", "syntax_error"]
 
@@ -61,42 +63,9 @@ _PREFERRED_ENTRY = re.compile(r"transform|solve|solution|^main$|^run$|^apply", r
 _BUILTINS = frozenset(dir(builtins))
 
 
-class _RecentMemo:
-    """Results for recently seen texts, bounded by the characters it holds.
-
-    A model repeats its favourite replies word for word (a third to a half of the samples
-    on an easy task); a repeat then costs a dict lookup instead of parsing. The bound is in
-    characters, not entries, so a run of huge replies cannot grow it without limit; when
-    full it starts afresh (recent repeats refill it at once).
-    """
-
-    def __init__(self, max_chars: int):
-        self.max_chars = max_chars
-        self._items: dict[Any, Any] = {}
-        self._chars = 0
-
-    def get(self, key: Any) -> Any:
-        return self._items.get(key)
-
-    def put(self, key: Any, value: Any, chars: int) -> None:
-        if chars > self.max_chars // 8:
-            return  # one text this large would crowd out everything else
-        if self._chars + chars > self.max_chars:
-            self.clear()
-        self._items[key] = value
-        self._chars += chars
-
-    def clear(self) -> None:
-        self._items.clear()
-        self._chars = 0
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
 # Program hashes by source, and extractions by code blocks (with notes and finish reason).
-_RECENT_HASHES = _RecentMemo(max_chars=8_000_000)
-_RECENT_EXTRACTIONS = _RecentMemo(max_chars=16_000_000)
+_RECENT_HASHES = RecentMemo(max_chars=8_000_000)
+_RECENT_EXTRACTIONS = RecentMemo(max_chars=16_000_000)
 
 
 class Extraction(BaseModel):

@@ -16,6 +16,10 @@ from typing import Callable
 import numpy as np
 
 from arcsynth.grid import Grid, parse_grid
+from arcsynth.memo import RecentMemo
+
+# Grid texts by encoding and cells (see Encoding.encode).
+_ENCODED = RecentMemo(max_chars=8_000_000)
 
 COLOUR_NAMES = ("black", "blue", "red", "green", "yellow", "gray", "magenta", "orange", "azure", "maroon")
 """ARC colour names by index (the names the ARC-AGI web app uses)."""
@@ -47,9 +51,16 @@ class Encoding:
     _decode: Callable[[str], Grid]
 
     def encode(self, grid: Grid) -> str:
-        # Rows of Python ints: indexing a numpy array cell by cell costs ~5x more, and a
-        # prompt encodes every grid of its task (run on the event loop, once per request).
-        return self._encode(np.asarray(grid).tolist())
+        # Every prompt of a task encodes the same grids (on the event loop, once per
+        # request): each grid's text is remembered, by its cells.
+        arr = np.asarray(grid)
+        key = (self._encode, arr.shape, arr.dtype.str, arr.tobytes())
+        text = _ENCODED.get(key)
+        if text is None:
+            # Rows of Python ints: indexing a numpy array cell by cell costs ~5x more.
+            text = self._encode(arr.tolist())
+            _ENCODED.put(key, text, len(text) + arr.nbytes)
+        return text
 
     def decode(self, text: str) -> Grid:
         """Parse text written by :meth:`encode` back to a grid (raises ``GridError``/``ValueError``)."""

@@ -336,12 +336,12 @@ def test_a_repeated_reply_is_not_parsed_again_and_gets_its_own_copy(monkeypatch)
 
 
 def test_the_memo_of_recent_replies_is_bounded_by_characters():
-    from agent.program import _RecentMemo
+    from arcsynth.memo import RecentMemo
 
-    memo = _RecentMemo(max_chars=80_000)
+    memo = RecentMemo(max_chars=80_000)
     for i in range(200):
         memo.put(f"{i}" + "x" * 5000, i, 5000)
-        assert memo._chars <= 80_000
+        assert memo.chars <= 80_000
     assert 1 <= len(memo) <= 16
     memo.put("y" * 20_000, "huge", 20_000)  # over an eighth of the bound: not kept
     assert memo.get("y" * 20_000) is None

@@ -88,3 +88,18 @@ def test_compact_encoding_needs_fewer_real_tokens(arc_task, smollm2_tokenizer):
     tokens = {name: len(smollm2_tokenizer.tokenize(e.encode(grid))) for name, e in ENCODINGS.items()}
     assert tokens[COMPACT_ENCODING] == min(tokens.values())
     assert tokens[COMPACT_ENCODING] < tokens["spaced"]
+
+
+def test_a_grid_is_encoded_once_and_its_text_reused_by_cells():
+    from prompts import encodings
+
+    spaced = get_encoding("spaced")
+    calls = []
+    counted = encodings.Encoding(spaced.name, spaced.description, spaced.cells,
+                                 lambda rows: calls.append(rows) or spaced._encode(rows), spaced._decode)
+    a = np.array([[1, 2], [3, 4]], dtype=np.uint8)
+    assert counted.encode(a) == "1 2\n3 4" and len(calls) == 1
+    assert counted.encode(a.copy()) == "1 2\n3 4" and len(calls) == 1  # same cells, another array
+    assert counted.encode(np.array([[1, 2, 3, 4]], dtype=np.uint8)) == "1 2 3 4" and len(calls) == 2  # same bytes, other shape
+    assert counted.encode(np.array([[4, 3], [2, 1]], dtype=np.uint8)) == "4 3\n2 1" and len(calls) == 3
+    assert get_encoding("digits").encode(a) == "12\n34"  # each encoding its own text
