@@ -72,3 +72,16 @@ def test_bench_prints_each_mix_and_the_smallest_ratio_last(capsys):
     # Every real program passes in both designs.
     real_c = [line for line in lines if "(c) arcsynth sandbox" in line][2:]
     assert all("(16 passed" in line for line in real_c), real_c
+
+
+def test_the_unprotected_baseline_runs_every_job_once_whatever_the_worker_count():
+    # Work is handed out in small pieces as workers free up; every job must still run
+    # exactly once, so the passes counted are the passing jobs, for any split.
+    from arcsynth.datasets import load_dataset
+    from sandbox.bench import SOLUTIONS, WRONG_SHAPE, run_unprotected
+
+    task = load_dataset("arc1:train").get("c8f0f002")
+    jobs = [(SOLUTIONS["c8f0f002"], task)] * 37 + [(WRONG_SHAPE, task)] * 26
+    for workers in (1, 2, 3):
+        _, passed = run_unprotected(jobs, workers, 0.5)
+        assert passed == 37, workers
