@@ -1,3 +1,5 @@
 from arcsynth.cli import main
 
-main()
+# Guarded: a process started with multiprocessing's spawn imports this module again.
+if __name__ == "__main__":
+    main()

@@ -290,16 +290,47 @@ def _a_chunk(args) -> int:
     return passed
 
 
-def run_unprotected(jobs, workers: int, pair_timeout: float) -> tuple[float, int]:
+def _a_init(jobs) -> None:
     global _A_JOBS
     _A_JOBS = jobs
-    ctx = multiprocessing.get_context("fork")
+    try:  # loaded before timing, as the sandbox's zygote has it loaded
+        import scipy.ndimage  # noqa: F401
+    except ImportError:
+        pass
+
+
+def _a_ready(_: int) -> int:
+    time.sleep(0.05)  # long enough that every process takes one
+    return os.getpid()
+
+
+# One BLAS thread per process, as in the sandbox's workers: N processes each running a
+# BLAS pool of N threads spend their time contending (on 16 cores, half the baseline's speed).
+_ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def run_unprotected(jobs, workers: int, pair_timeout: float) -> tuple[float, int]:
+    # Fresh interpreters (spawn), so numpy starts in them with the one-thread settings;
+    # forks of this process would keep the BLAS threads it started with.
+    ctx = multiprocessing.get_context("spawn")
     # Small chunks handed out as workers free up: one fixed share per worker would wait on
     # the share that drew the slow programs (with 16 workers, half the time).
     step = max(1, min(8, len(jobs) // (4 * workers)))
     chunks = [(i, min(i + step, len(jobs)), pair_timeout) for i in range(0, len(jobs), step)]
-    with ctx.Pool(workers) as pool:
-        pool.map(abs, range(workers))  # processes up before timing
+    saved = {k: os.environ.get(k) for k in _ONE_THREAD}
+    os.environ.update(_ONE_THREAD)
+    try:
+        pool = ctx.Pool(workers, initializer=_a_init, initargs=(jobs,))
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    with pool:
+        for _ in range(20):  # every process up (started and initialised) before timing
+            if len(set(pool.map(_a_ready, range(workers), chunksize=1))) == workers:
+                break
         t0 = time.perf_counter()
         passed = sum(pool.imap_unordered(_a_chunk, chunks))
         dt = time.perf_counter() - t0

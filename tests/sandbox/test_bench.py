@@ -85,3 +85,19 @@ def test_the_unprotected_baseline_runs_every_job_once_whatever_the_worker_count(
     for workers in (1, 2, 3):
         _, passed = run_unprotected(jobs, workers, 0.5)
         assert passed == 37, workers
+
+
+def test_the_unprotected_baseline_runs_with_one_blas_thread_as_the_sandbox_does(monkeypatch):
+    import os
+
+    from arcsynth.datasets import load_dataset
+    from sandbox.bench import SOLUTIONS, run_unprotected
+
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "4")
+    task = load_dataset("arc1:train").get("c8f0f002")
+    # Right only where the worker's numpy was started with one BLAS thread.
+    probe = "import os\n" + SOLUTIONS["c8f0f002"].replace(
+        "    return out", "    return out if os.environ.get('OPENBLAS_NUM_THREADS') == '1' else out[:1]")
+    _, passed = run_unprotected([(probe, task)] * 6, 2, 0.5)
+    assert passed == 6
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "4"  # this process's setting is left as it was
