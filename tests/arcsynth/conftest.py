@@ -3,12 +3,29 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import typer
 from typer.testing import CliRunner
+
+
+def _run_python(*lines: str, timeout: float = 120) -> str:
+    done = subprocess.run([sys.executable, "-c", "\n".join(lines)], capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.fixture
+def run_python():
+    """Run lines as a program in a fresh interpreter (for what must hold at import time); its stdout.
+
+    Fails the test, showing the program's stderr, when it exits with an error.
+    """
+    return _run_python
 
 
 def _small_task(n_test: int = 1, with_test_output: bool = True) -> dict[str, Any]:

