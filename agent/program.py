@@ -152,10 +152,10 @@ def _fenced_blocks(text: str) -> list[_Block]:
                 j += 1
                 continue
             s = lines[j].strip()
-            if s and set(s) == {fence[0]} and len(s) >= len(fence):
+            if s and set(s) == {mark} and len(s) >= len(fence):
                 closed = True
                 break
-            if s.endswith(fence) and not s.endswith(fence[0] * (len(fence) + 1)):
+            if s.endswith(fence) and not s.endswith(mark * (len(fence) + 1)):
                 # "    return out```": the model closed the fence on the last code line.
                 body.append(lines[j].rstrip()[: -len(fence)])
                 closed = True

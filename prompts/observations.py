@@ -5,10 +5,11 @@ colour 7 becomes 5 (17 cells)" it writes the replacement. The wording matters to
 model: stated as "Cells whose colour differs between input and output: 7 -> 5 (17 cells,
 every cell of colour 7)" it mostly echoed "differs" into programs that compare cells, and
 passed in 4 of 216 samples on two recolouring tasks, against 15 of 48 in plain words.
-These are observations of the
-shown examples only (sizes, which colours change into which), never a guess at the rule
-and never anything from the test outputs: the model still has to find the rule and the
-program. Off by default (``prompt.observations``); the quickstart turns it on.
+
+These are observations of the shown examples only (sizes, which colours change into
+which), never a guess at the rule and never anything from the test outputs: the model
+still has to find the rule and the program. Off by default (``prompt.observations``);
+the quickstart turns it on.
 """
 
 from __future__ import annotations

@@ -282,15 +282,19 @@ REPLIES_PER_TASK = 512
 _NO_LIMIT = 1 << 30
 
 
+_OPENING = 256
+"""Digits at the start of a prompt by which the task finder remembers the task found."""
 _HEAD = 16
 """Digits of a grid's start by which the task finder indexes it."""
+_LEAD = 48
+"""Digits a prompt may hold before its first grid (example numbers, sizes)."""
 
 
 def _head(grid: str) -> Optional[str]:
     """``_HEAD`` digits from the grid's first non-background cell, where that is near its start
     (runs of zeros open many grids, so they tell tasks apart poorly); None if there are none."""
     k = len(grid) - len(grid.lstrip("0"))
-    return grid[k:k + _HEAD] if k <= 192 and len(grid) - k >= _HEAD else None
+    return grid[k:k + _HEAD] if k + _HEAD <= _OPENING - _LEAD and len(grid) - k >= _HEAD else None
 
 
 class TaskFinder:
@@ -317,7 +321,7 @@ class TaskFinder:
 
     def find(self, prompt: str) -> Optional[str]:
         digits = re.sub(r"\D", "", prompt)
-        opening = digits[:256]
+        opening = digits[:_OPENING]
         known = self._by_opening.get(opening)
         if known is not None and self._grids[known][0] in digits:
             return known
