@@ -35,7 +35,10 @@ and frozensets with closures, dataclasses and scene classes, then a short
 solver; some use numpy. One mix holds those under 10 KB, the other those of
 10-40 KB, whose compile time is a large part of their cost.
 
-The last line printed is the smallest sandbox/unprotected ratio over the mixes.
+After the smaller real programs, a floor: an empty program on the same tasks, which
+costs what running any program in a fresh process costs, and the ratio that leaves
+room for on those programs. The last line printed is the smallest
+sandbox/unprotected ratio over the mixes.
 """
 
 from __future__ import annotations
@@ -412,6 +415,26 @@ def _best_of_two(jobs, workers: int, pair_timeout: float):
     return a_dt, a_pass, c
 
 
+EMPTY_PROGRAM = "def transform(grid):\n    return grid\n"
+
+
+def floor_line(mix, workers: int, a_rate: float) -> str:
+    """What a fresh process per program costs by itself, and the ratio it leaves room for on ``mix``.
+
+    An empty program on the same tasks pays for the fork, the hardening, the exit, the
+    relay and the judging, and for nothing else; a real program costs at least that plus
+    its own work, which takes ``workers / a_rate`` core-seconds in-process. Both are
+    in core-milliseconds per program, every worker busy.
+    """
+    empty = [(EMPTY_PROGRAM, task) for _, task in mix]
+    floor_s = min(run_sandbox(empty, workers)[0], run_sandbox(empty, workers)[0])
+    floor_ms = 1000 * workers * floor_s / len(empty)
+    own_ms = 1000 * workers / a_rate
+    return (f"  floor: an empty program on these tasks costs {floor_ms:.1f} core-ms in the sandbox (fork, hardening, exit, "
+            f"relay, judging); these programs take {own_ms:.1f} core-ms in-process, so one fresh process per program "
+            f"leaves room for a ratio of at most {own_ms / (floor_ms + own_ms):.2f} here")
+
+
 def main(n: int = 2000, workers: int = 0, seed: int = 0, n_real: int = 400) -> float:
     """Run the benchmark and print the figures; returns the smallest sandbox/unprotected ratio over the mixes."""
     from sandbox.config import DEFAULT_PAIR_TIMEOUT_S
@@ -430,6 +453,7 @@ def main(n: int = 2000, workers: int = 0, seed: int = 0, n_real: int = 400) -> f
         real = make_real_mix(n_real, seed, lo_kb=lo, hi_kb=hi)
         sizes = [len(s.encode()) / 1024 for s, _ in real]
         mixes.append((f"real correct programs, {min(sizes):.0f}-{max(sizes):.0f} KB ({len({s for s, _ in real})} programs)", real))
+    smallest_real = mixes[2][1]
 
     ratios = []
     printed_header = False
@@ -451,6 +475,8 @@ def main(n: int = 2000, workers: int = 0, seed: int = 0, n_real: int = 400) -> f
         if mix is jobs:
             print(f"  sandbox / subprocess      {c_rate / b_rate:9.1f}x")
         print(f"  sandbox / unprotected     {c_rate / a_rate:9.2f}")
+        if mix is smallest_real:
+            print(floor_line(mix, workers, a_rate))
     ratio = min(ratios)
     print(f"sandbox/unprotected {ratio:.2f}")
     return ratio
