@@ -88,6 +88,7 @@ def test_bench_pipeline_prints_its_figures_and_the_ratio_last(tmp_path):
     assert any(re.match(r"sandbox alone: the same \d+ programs", line) for line in lines)
     assert any(re.match(r"main process: +CPU \d+% of one core, [\d.]+ ms per program; peak memory \d+ MB", line) for line in lines)
     assert any(re.match(r"trace: +\d+ bytes per program", line) for line in lines)
+    assert any(re.match(r"limit: +the sandbox alone takes [\d.]+ core-ms per program .* caps? it at \d+\.\d\d", line) for line in lines)
     assert (tmp_path / "run" / "trace.jsonl").stat().st_size > 0 and len(list((tmp_path / "run" / "results").iterdir())) == 4
 
 
@@ -102,3 +103,18 @@ def test_the_double_finds_the_task_of_prompts_whose_openings_look_alike():
         assert finder.find(prompt_a) == "a"
         assert finder.find(prompt_b) == "b"
     assert finder.find("no grids here") is None
+
+
+def test_the_limit_names_what_bounds_the_ratio():
+    from agent.benchmarks.pipeline import limit_line
+
+    # 1,000 programs; the sandbox alone took 1.5 s on 2 cores (3 core-ms each). The main process
+    # spent 0.6 s, 0.2 s of it in the sandbox's trusted side (0.4 ms of its own per program), the
+    # double 0.1 s: shared cores allow 3 / (3 + 0.4 + 0.1).
+    line = limit_line(1000, 2, 1.5, 0.2, 0.6, 0.1)
+    assert "3.00 core-ms" in line and "adds 0.40 ms" in line and "double 0.10 ms" in line
+    assert f"the shared cores cap it at {3 / 3.5:.2f}" in line
+    # Sixteen cores: the same sandbox work takes 0.25 s, and one core for the main process
+    # (0.6 s of CPU) is the tighter bound: 0.25 / 0.6.
+    line = limit_line(1000, 16, 0.25, 0.2, 0.6, 0.1)
+    assert f"the main process, at one core, caps it at {0.25 / 0.6:.2f}" in line
