@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
+
+_ALL: "weakref.WeakSet[RecentMemo]" = weakref.WeakSet()
 
 
 class RecentMemo:
@@ -18,6 +21,7 @@ class RecentMemo:
         self.max_chars = max_chars
         self._items: dict[Any, Any] = {}
         self._chars = 0
+        _ALL.add(self)
 
     def get(self, key: Any) -> Any:
         return self._items.get(key)
@@ -40,3 +44,13 @@ class RecentMemo:
     @property
     def chars(self) -> int:
         return self._chars
+
+
+def clear_all() -> None:
+    """Empty every memo of this process, as a freshly started process has them.
+
+    For measuring: runs repeated in one process would otherwise find the work of the
+    earlier ones remembered, which a real run never does.
+    """
+    for memo in list(_ALL):
+        memo.clear()

@@ -170,8 +170,12 @@ async def run_pipeline(cfg: Any, tasks: list[Any], run_path: Path, profile: Opti
     from agent.runner import collector_for_a_run, run_tasks
     from agent.trace import RunStart, read_trace
     from arcsynth.cli.solve import ProgressDisplay, RunCounters
+    from arcsynth.memo import clear_all
     from sandbox import Sandbox
 
+    # Each repeat answers the same requests: what an earlier one remembered (extractions,
+    # hashes, grid texts) would make the later ones cheaper than any real run.
+    clear_all()
     rd = RunDir.create(run_path)
     with Recorder(rd) as recorder:
         async with Sandbox(cfg.sandbox) as sb:

@@ -30,7 +30,6 @@ import asyncio
 import hashlib
 import json
 import random
-import re
 import socket
 import sys
 import threading
@@ -282,6 +281,8 @@ REPLIES_PER_TASK = 512
 _NO_LIMIT = 1 << 30
 
 
+_NON_DIGITS = bytes(c for c in range(256) if not 0x30 <= c <= 0x39)
+"""Every byte but the ASCII digits (grids are written in those)."""
 _OPENING = 256
 """Digits at the start of a prompt by which the task finder remembers the task found."""
 _HEAD = 16
@@ -320,7 +321,9 @@ class TaskFinder:
                 self._small.append(tid)
 
     def find(self, prompt: str) -> Optional[str]:
-        digits = re.sub(r"\D", "", prompt)
+        # bytes.translate, not re.sub(r"\D", ...): 6 us against 330 us for a 5 KB prompt,
+        # CPU the double would take from the agent it measures.
+        digits = prompt.encode("ascii", "ignore").translate(None, _NON_DIGITS).decode("ascii")
         opening = digits[:_OPENING]
         known = self._by_opening.get(opening)
         if known is not None and self._grids[known][0] in digits:

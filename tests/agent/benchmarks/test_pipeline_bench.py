@@ -118,3 +118,23 @@ def test_the_limit_names_what_bounds_the_ratio():
     # (0.6 s of CPU) is the tighter bound: 0.25 / 0.6.
     line = limit_line(1000, 16, 0.25, 0.2, 0.6, 0.1)
     assert f"the main process, at one core, caps it at {0.25 / 0.6:.2f}" in line
+
+
+def test_each_repeat_starts_with_nothing_remembered(monkeypatch, capsys):
+    # Repeats answer the same requests; what one remembered would flatter the next.
+    import arcsynth.memo
+    from agent import program
+    from agent.benchmarks.pipeline import main
+
+    real_clear = arcsynth.memo.clear_all
+    seen: list[tuple[int, int]] = []
+
+    def clear_and_note() -> None:
+        before = len(program._RECENT_EXTRACTIONS)
+        real_clear()
+        seen.append((before, len(program._RECENT_EXTRACTIONS)))
+
+    monkeypatch.setattr(arcsynth.memo, "clear_all", clear_and_note)
+    main(tasks=2, rounds=1, prompts=1, samples=4, concurrency=2, repeat=2)
+    assert len(seen) == 2 and seen[1][0] > 0 and seen[0][1] == seen[1][1] == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("pipeline/sandbox ")
