@@ -74,7 +74,7 @@ def test_bench_prints_each_mix_and_the_smallest_ratio_last(capsys):
     assert all("(16 passed" in line for line in real_c), real_c
     # The floor follows the smaller real programs, and its bound is what its two figures give.
     floors = [line for line in lines if line.strip().startswith("floor:")]
-    assert len(floors) == 1 and lines.index(floors[0]) < lines.index(mixes[3])
+    assert len(floors) == 1 and lines.index(mixes[2]) < lines.index(floors[0]) < lines.index(mixes[3])
     floor_ms, own_ms, bound = (float(x) for x in re.search(
         r"costs (\d+\.\d) core-ms .* take (\d+\.\d) core-ms .* at most (\d\.\d\d) here", floors[0]).groups())
     assert floor_ms > 0 and own_ms > 0
