@@ -176,9 +176,7 @@ LOOP_WEIGHT = 2
 
 
 def _tasks():
-    from arcsynth.datasets import load_dataset
-
-    train = load_dataset("arc1:train")
+    train = _arc1_train()
     general = [train.get(i) for i in sorted(train.ids)[::25]][:40]
     solved = {k: train.get(k) for k in SOLUTIONS}
     return general, solved
@@ -233,11 +231,12 @@ def real_programs() -> dict[str, str]:
 
 def real_task(name: str):
     """The arc1 (corrected ARC-AGI-1) training task a bench program solves, from its file name."""
-    return _real_dataset().get(name.split(".")[0])
+    return _arc1_train().get(name.split(".")[0])
 
 
 @functools.lru_cache(maxsize=1)
-def _real_dataset():
+def _arc1_train():
+    """The arc1 training tasks, loaded and validated once for every mix."""
     from arcsynth.datasets import load_dataset
 
     return load_dataset("arc1:train")
@@ -449,11 +448,11 @@ def main(n: int = 2000, workers: int = 0, seed: int = 0, n_real: int = 400) -> f
         f"{workers} workers, seed {seed}, pair limit {DEFAULT_PAIR_TIMEOUT_S} s"
     )
     mixes = [("synthetic mix without loops", jobs), (f"synthetic mix with {n_loops} infinite loops ({100 * n_loops / n:.1f}%)", loop_jobs)]
-    for lo, hi in REAL_SIZES:
-        real = make_real_mix(n_real, seed, lo_kb=lo, hi_kb=hi)
+    real_mixes = [make_real_mix(n_real, seed, lo_kb=lo, hi_kb=hi) for lo, hi in REAL_SIZES]
+    for real in real_mixes:
         sizes = [len(s.encode()) / 1024 for s, _ in real]
         mixes.append((f"real correct programs, {min(sizes):.0f}-{max(sizes):.0f} KB ({len({s for s, _ in real})} programs)", real))
-    smallest_real = mixes[2][1]
+    smallest_real = real_mixes[0]  # REAL_SIZES goes from small to large
 
     ratios = []
     printed_header = False
