@@ -89,6 +89,8 @@ def test_bench_pipeline_prints_its_figures_and_the_ratio_last(tmp_path):
     assert any(re.match(r"main process: +CPU \d+% of one core, [\d.]+ ms per program; peak memory \d+ MB", line) for line in lines)
     assert any(re.match(r"trace: +\d+ bytes per program", line) for line in lines)
     assert any(re.match(r"limit: +the sandbox alone takes [\d.]+ core-ms per program .* caps? it at \d+\.\d\d", line) for line in lines)
+    assert any(re.match(r"idle: +the cores stood idle \d+\.\d% of the pipeline run and \d+\.\d% of the sandbox alone", line)
+               for line in lines)
     assert (tmp_path / "run" / "trace.jsonl").stat().st_size > 0 and len(list((tmp_path / "run" / "results").iterdir())) == 4
 
 
@@ -118,6 +120,17 @@ def test_the_limit_names_what_bounds_the_ratio():
     # (0.6 s of CPU) is the tighter bound: 0.25 / 0.6.
     line = limit_line(1000, 16, 0.25, 0.2, 0.6, 0.1)
     assert f"the main process, at one core, caps it at {0.25 / 0.6:.2f}" in line
+
+
+def test_idle_share_is_the_unused_part_of_the_cores_time():
+    from agent.benchmarks.pipeline import core_ticks, idle_share
+
+    # 100 ticks passed on all cores together, 5 of them idle.
+    assert idle_share((10, 1000), (15, 1100)) == 0.05
+    # No reading (no /proc/stat), or no tick in between: nothing to say.
+    assert idle_share(None, (15, 1100)) is None and idle_share((10, 1000), (10, 1000)) is None
+    idle, every = core_ticks()  # Linux, as CI is
+    assert 0 <= idle <= every
 
 
 def test_each_repeat_starts_with_nothing_remembered(monkeypatch, capsys):
