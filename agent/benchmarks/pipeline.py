@@ -192,6 +192,26 @@ def idle_share(before: Optional[tuple[int, int]], after: Optional[tuple[int, int
     return (after[0] - before[0]) / (after[1] - before[1])
 
 
+@dataclass
+class Window:
+    """A timed stretch: its wall-clock seconds, this process's CPU seconds and the cores' idle share."""
+
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    idle_share: Optional[float] = None
+
+
+@contextlib.contextmanager
+def timed_window():
+    """Measure the ``with`` block into the :class:`Window` it yields (filled when the block ends)."""
+    w = Window()
+    ticks0, cpu0, t0 = core_ticks(), _cpu_s(), time.perf_counter()
+    try:
+        yield w
+    finally:
+        w.wall_s, w.cpu_s, w.idle_share = time.perf_counter() - t0, _cpu_s() - cpu0, idle_share(ticks0, core_ticks())
+
+
 async def run_pipeline(cfg: Any, tasks: list[Any], run_path: Path, profile: Optional[cProfile.Profile]) -> PipelineFigures:
     """Solve ``tasks`` as ``arcsynth solve`` does, into ``run_path``; measure the main process."""
     from agent.backends import make_backend
@@ -221,15 +241,14 @@ async def run_pipeline(cfg: Any, tasks: list[Any], run_path: Path, profile: Opti
                         ProgressDisplay(RunCounters(total=len(tasks)), live=False) as progress, LoopLag() as lag, \
                         collector_for_a_run():
                     recorder.add_listener(progress)
-                    ticks0, cpu0, t0 = core_ticks(), _cpu_s(), time.perf_counter()
-                    if profile is not None:
-                        profile.enable()
-                    try:
-                        summary = await run_tasks(tasks, cfg, counted, sb, recorder)
-                    finally:
+                    with timed_window() as window:
                         if profile is not None:
-                            profile.disable()
-                    wall, cpu, idle = time.perf_counter() - t0, _cpu_s() - cpu0, idle_share(ticks0, core_ticks())
+                            profile.enable()
+                        try:
+                            summary = await run_tasks(tasks, cfg, counted, sb, recorder)
+                        finally:
+                            if profile is not None:
+                                profile.disable()
             finally:
                 await backend.close()
     by_task = {t.id: t for t in tasks}
@@ -249,12 +268,12 @@ async def run_pipeline(cfg: Any, tasks: list[Any], run_path: Path, profile: Opti
             latencies[ev.request_id] = ev.latency_s
     lat = list(latencies.values())
     return PipelineFigures(
-        programs=summary.n_programs, verified=len(jobs), wall_s=wall, cpu_s=cpu,
+        programs=summary.n_programs, verified=len(jobs), wall_s=window.wall_s, cpu_s=window.cpu_s,
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         trace_bytes=rd.trace_path.stat().st_size, statuses=statuses,
         latency_p50_s=_quantile(lat, 0.5), latency_p99_s=_quantile(lat, 0.99),
         lag_p99_ms=1000 * _quantile(lag.samples, 0.99), lag_max_ms=1000 * max(lag.samples, default=0.0),
-        idle_share=idle, jobs=jobs,
+        idle_share=window.idle_share, jobs=jobs,
     )
 
 
@@ -263,10 +282,9 @@ async def run_sandbox_alone(cfg: Any, jobs: list[tuple[str, Any]]) -> SandboxAlo
     from sandbox import Sandbox
 
     async with Sandbox(cfg.sandbox) as sb:
-        ticks0, cpu0, t0 = core_ticks(), _cpu_s(), time.perf_counter()
-        verdicts = await asyncio.gather(*(sb.run(source, task, check_test=False) for source, task in jobs))
-        return SandboxAlone(time.perf_counter() - t0, sum(v.all_train_pass for v in verdicts), _cpu_s() - cpu0,
-                            idle_share(ticks0, core_ticks()))
+        with timed_window() as window:
+            verdicts = await asyncio.gather(*(sb.run(source, task, check_test=False) for source, task in jobs))
+    return SandboxAlone(window.wall_s, sum(v.all_train_pass for v in verdicts), window.cpu_s, window.idle_share)
 
 
 def limit_line(programs: int, cores: int, sandbox_s: float, sandbox_cpu_s: float, pipeline_cpu_s: float,
