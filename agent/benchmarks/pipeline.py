@@ -288,24 +288,32 @@ async def run_sandbox_alone(cfg: Any, jobs: list[tuple[str, Any]]) -> SandboxAlo
 
 
 def limit_line(programs: int, cores: int, sandbox_s: float, sandbox_cpu_s: float, pipeline_cpu_s: float,
-               double_cpu_s: float) -> str:
+               double_cpu_s: float, workers: Optional[int] = None) -> str:
     """What bounds pipeline/sandbox on this machine, from CPU times measured in the run.
 
-    The sandbox alone keeps every core busy; the pipeline does the same sandbox work plus
-    the agent's own (its main process's CPU beyond what the sandbox's trusted side spends
-    there, which the sandbox alone also spends) and the server double's, on the same
-    cores. And the agent is one process: it cannot go faster than one core allows.
+    The sandbox alone keeps busy as many cores as it has workers (``workers``, default
+    every core); the pipeline does the same sandbox work plus the agent's own (its main
+    process's CPU beyond what the sandbox's trusted side spends there, which the sandbox
+    alone also spends) and the server double's, on the machine's ``cores``. And the agent
+    is one process: it cannot go faster than one core allows.
     """
+    busy = min(workers or cores, cores)
     per = 1000 / programs  # seconds in all -> milliseconds per program of the mix
-    sandbox_ms = cores * sandbox_s * per
+    sandbox_ms = busy * sandbox_s * per
     agent_ms = max(0.0, pipeline_cpu_s - sandbox_cpu_s) * per
     double_ms = double_cpu_s * per
-    shared = sandbox_ms / (sandbox_ms + agent_ms + double_ms)
+    # All that work over every core, against the sandbox alone's wall time.
+    shared = sandbox_s * per * cores / (sandbox_ms + agent_ms + double_ms)
     one_core = sandbox_s / pipeline_cpu_s if pipeline_cpu_s > 0 else float("inf")
-    which = (f"the shared cores cap it at {shared:.2f} (one core caps the main process at {one_core:.2f})" if shared <= one_core
-             else f"the main process, at one core, caps it at {one_core:.2f} (the shared cores at {shared:.2f})")
-    return (f"limit:         the sandbox alone takes {sandbox_ms:.2f} core-ms per program of the mix on {cores} cores; the agent's "
-            f"own work adds {agent_ms:.2f} ms and the server double {double_ms:.2f} ms: {which}")
+    if min(shared, one_core) >= 1:
+        which = (f"neither the shared cores ({shared:.2f}) nor the main process's one core ({one_core:.2f}) keeps it "
+                 f"below the sandbox's own pace, 1.00")
+    elif shared <= one_core:
+        which = f"the shared cores cap it at {shared:.2f} (one core caps the main process at {one_core:.2f})"
+    else:
+        which = f"the main process, at one core, caps it at {one_core:.2f} (the shared cores at {shared:.2f})"
+    return (f"limit:         the sandbox alone takes {sandbox_ms:.2f} core-ms per program of the mix on {busy} of {cores} cores; "
+            f"the agent's own work adds {agent_ms:.2f} ms and the server double {double_ms:.2f} ms: {which}")
 
 
 def main(
@@ -370,7 +378,8 @@ def main(
         print(f"server double: {double.cpu_s:.1f} s CPU for {double.requests} requests "
               f"({1000 * double.cpu_s / double.requests:.1f} ms each), on the same cores as the pipeline run")
     # The double served every repeat: its CPU for one run is its share.
-    print(limit_line(f.programs, os.cpu_count() or 1, sbx_s, best_sbx.cpu_s, f.cpu_s, (double.cpu_s or 0.0) / repeat))
+    print(limit_line(f.programs, os.cpu_count() or 1, sbx_s, best_sbx.cpu_s, f.cpu_s, (double.cpu_s or 0.0) / repeat,
+                     workers=n_workers))
     if f.idle_share is not None and best_sbx.idle_share is not None:
         # The limit assumes busy cores; time they stood idle is what the ratio loses beyond it.
         print(f"idle:          the cores stood idle {100 * f.idle_share:.1f}% of the pipeline run and "

@@ -120,6 +120,11 @@ def test_the_limit_names_what_bounds_the_ratio():
     # (0.6 s of CPU) is the tighter bound: 0.25 / 0.6.
     line = limit_line(1000, 16, 0.25, 0.2, 0.6, 0.1)
     assert f"the main process, at one core, caps it at {0.25 / 0.6:.2f}" in line
+    # One sandbox worker on 2 cores: the agent's work has a core of its own to run on, and
+    # the 3 ms of sandbox work plus 0.5 ms more over both cores leave the sandbox's pace.
+    line = limit_line(1000, 2, 3.0, 0.2, 0.6, 0.1, workers=1)
+    assert "3.00 core-ms per program of the mix on 1 of 2 cores" in line
+    assert f"neither the shared cores ({6 / 3.5:.2f})" in line and "1.00" in line
 
 
 def test_idle_share_is_the_unused_part_of_the_cores_time():
