@@ -20,7 +20,9 @@ and the event loop's lag (how late a 10 ms timer fires); and the limit those CPU
 times put on the ratio here: on shared cores the agent's own work and the double's
 come on top of the sandbox's, and the agent's main process has one core. What the
 ratio falls short of that limit is time the cores stood idle: the share of it in
-each run is printed too (Linux; every process on the machine counts).
+each run is printed too (Linux; every process on the machine counts). With repeats, the
+fastest run of each side gives the ratio, and the spread of all of them (each side's times,
+each repeat's own ratio) shows how much of it the machine's noise decides.
 """
 
 from __future__ import annotations
@@ -316,6 +318,18 @@ def limit_line(programs: int, cores: int, sandbox_s: float, sandbox_cpu_s: float
             f"the agent's own work adds {agent_ms:.2f} ms and the server double {double_ms:.2f} ms: {which}")
 
 
+def spread_line(pipeline_s: list[float], sandbox_s: list[float]) -> str:
+    """How far the repeats scattered: each side's range of times, and the ratio each repeat gave on its own.
+
+    Repeat ``k``'s ratio pairs its pipeline run with the sandbox-alone run right after
+    it; the spread of those says how much of the printed ratio is the machine's noise.
+    """
+    paired = [s / p for p, s in zip(pipeline_s, sandbox_s) if p > 0]
+    return (f"spread:        over {len(pipeline_s)} repeats the pipeline took {min(pipeline_s):.2f}-{max(pipeline_s):.2f} s "
+            f"and the sandbox alone {min(sandbox_s):.2f}-{max(sandbox_s):.2f} s; each repeat's own ratio "
+            f"{min(paired):.2f}-{max(paired):.2f}")
+
+
 def main(
     tasks: int = 40,
     rounds: int = 2,
@@ -325,7 +339,7 @@ def main(
     latency_ms: float = 0.0,
     workers: int = 0,
     seed: int = 0,
-    repeat: int = 1,
+    repeat: int = 3,
     profile: Optional[Path] = None,
     keep: Optional[Path] = None,
     dataset: str = "arc1:train",
@@ -342,6 +356,8 @@ def main(
     prof = cProfile.Profile() if profile is not None else None
     best_pipe: Optional[PipelineFigures] = None
     best_sbx: Optional[SandboxAlone] = None
+    pipeline_walls: list[float] = []
+    sandbox_walls: list[float] = []
     tmp = Path(tempfile.mkdtemp(prefix="arcsynth-bench-pipeline-"))
     try:
         with server_double([t.id for t in chosen], latency_ms, seed, dataset) as double:
@@ -355,6 +371,8 @@ def main(
                 if best_pipe is None or figures.wall_s < best_pipe.wall_s:
                     best_pipe = figures
                 alone = asyncio.run(run_sandbox_alone(cfg, figures.jobs))
+                pipeline_walls.append(figures.wall_s)
+                sandbox_walls.append(alone.seconds)
                 if best_sbx is None or alone.seconds < best_sbx.seconds:
                     best_sbx = alone
     finally:
@@ -384,6 +402,8 @@ def main(
         # The limit assumes busy cores; time they stood idle is what the ratio loses beyond it.
         print(f"idle:          the cores stood idle {100 * f.idle_share:.1f}% of the pipeline run and "
               f"{100 * best_sbx.idle_share:.1f}% of the sandbox alone (every process on the machine counts)")
+    if repeat > 1:
+        print(spread_line(pipeline_walls, sandbox_walls))
     if prof is not None and profile is not None:
         prof.dump_stats(str(profile))
         out = io.StringIO()

@@ -56,7 +56,7 @@ def pipeline_bench(
     latency_ms: float = typer.Option(0.0, "--latency-ms", min=0, help="Delay of the server double before every answer (0: instant)."),
     workers: int = typer.Option(0, "--workers", min=0, help="Sandbox worker processes; 0 = one per core."),
     seed: int = typer.Option(0, "--seed", help="Run seed (request seeds, and so the completions drawn)."),
-    repeat: int = typer.Option(1, "--repeat", min=1, help="Pipeline and sandbox-alone runs, alternating; the fastest of each counts."),
+    repeat: int = typer.Option(3, "--repeat", min=1, help="Pipeline and sandbox-alone runs, alternating; the fastest of each counts, and the spread of all is printed."),
     profile: Path = typer.Option(None, "--profile", help="Write a cProfile of the main process during the pipeline run here (slows it down)."),
     keep: Path = typer.Option(None, "--keep", help="Write the pipeline's run directory here and keep it (to look at with `arcsynth show`)."),
 ) -> None:

@@ -77,7 +77,7 @@ async def test_the_double_serves_the_openai_backend_and_knows_the_task_of_a_real
 def test_bench_pipeline_prints_its_figures_and_the_ratio_last(tmp_path):
     r = subprocess.run(
         [sys.executable, "-m", "arcsynth", "bench", "pipeline", "--tasks", "4", "--rounds", "2", "--prompts", "1",
-         "--samples", "4", "--keep", str(tmp_path / "run")],
+         "--samples", "4", "--repeat", "2", "--keep", str(tmp_path / "run")],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert r.returncode == 0, r.stderr[-3000:]
@@ -91,6 +91,8 @@ def test_bench_pipeline_prints_its_figures_and_the_ratio_last(tmp_path):
     assert any(re.match(r"limit: +the sandbox alone takes [\d.]+ core-ms per program .* caps? it at \d+\.\d\d", line) for line in lines)
     assert any(re.match(r"idle: +the cores stood idle \d+\.\d% of the pipeline run and \d+\.\d% of the sandbox alone", line)
                for line in lines)
+    assert any(re.match(r"spread: +over 2 repeats the pipeline took [\d.]+-[\d.]+ s and the sandbox alone [\d.]+-[\d.]+ s; "
+                        r"each repeat's own ratio \d+\.\d\d-\d+\.\d\d$", line) for line in lines)
     assert (tmp_path / "run" / "trace.jsonl").stat().st_size > 0 and len(list((tmp_path / "run" / "results").iterdir())) == 4
 
 
@@ -125,6 +127,16 @@ def test_the_limit_names_what_bounds_the_ratio():
     line = limit_line(1000, 2, 3.0, 0.2, 0.6, 0.1, workers=1)
     assert "3.00 core-ms per program of the mix on 1 of 2 cores" in line
     assert f"neither the shared cores ({6 / 3.5:.2f})" in line and "1.00" in line
+
+
+def test_the_spread_pairs_each_pipeline_run_with_the_sandbox_run_after_it():
+    from agent.benchmarks.pipeline import spread_line
+
+    # Repeat 1: 2.8 s alone after 4.0 s of pipeline (0.70); repeat 2: 3.0 after 3.5 (0.86). The
+    # best of each side alone would give 2.8 / 3.5 = 0.80, a pairing no repeat measured.
+    line = spread_line([4.0, 3.5], [2.8, 3.0])
+    assert line.startswith("spread:") and line.split(":", 1)[1].strip() == (
+        "over 2 repeats the pipeline took 3.50-4.00 s and the sandbox alone 2.80-3.00 s; each repeat's own ratio 0.70-0.86")
 
 
 def test_idle_share_is_the_unused_part_of_the_cores_time():
