@@ -354,10 +354,8 @@ def main(
         f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}"
     )
     prof = cProfile.Profile() if profile is not None else None
-    best_pipe: Optional[PipelineFigures] = None
-    best_sbx: Optional[SandboxAlone] = None
-    pipeline_walls: list[float] = []
-    sandbox_walls: list[float] = []
+    pipes: list[PipelineFigures] = []
+    alones: list[SandboxAlone] = []
     tmp = Path(tempfile.mkdtemp(prefix="arcsynth-bench-pipeline-"))
     try:
         with server_double([t.id for t in chosen], latency_ms, seed, dataset) as double:
@@ -368,17 +366,13 @@ def main(
             for k in range(repeat):
                 run_path = (keep if keep is not None and k == 0 else tmp / f"run{k}")
                 figures = asyncio.run(run_pipeline(cfg, chosen, run_path, prof))
-                if best_pipe is None or figures.wall_s < best_pipe.wall_s:
-                    best_pipe = figures
-                alone = asyncio.run(run_sandbox_alone(cfg, figures.jobs))
-                pipeline_walls.append(figures.wall_s)
-                sandbox_walls.append(alone.seconds)
-                if best_sbx is None or alone.seconds < best_sbx.seconds:
-                    best_sbx = alone
+                alones.append(asyncio.run(run_sandbox_alone(cfg, figures.jobs)))
+                figures.jobs = []  # the programs' sources, needed no more: not held through later repeats
+                pipes.append(figures)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    f = best_pipe
-    assert f is not None and best_sbx is not None
+    f = min(pipes, key=lambda p: p.wall_s)
+    best_sbx = min(alones, key=lambda a: a.seconds)
     sbx_s = best_sbx.seconds
     pipe_rate = f.programs / f.wall_s
     sbx_rate = f.programs / sbx_s  # the mix's programs per second if only the sandbox's work counted
@@ -403,7 +397,7 @@ def main(
         print(f"idle:          the cores stood idle {100 * f.idle_share:.1f}% of the pipeline run and "
               f"{100 * best_sbx.idle_share:.1f}% of the sandbox alone (every process on the machine counts)")
     if repeat > 1:
-        print(spread_line(pipeline_walls, sandbox_walls))
+        print(spread_line([p.wall_s for p in pipes], [a.seconds for a in alones]))
     if prof is not None and profile is not None:
         prof.dump_stats(str(profile))
         out = io.StringIO()
